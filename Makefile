@@ -1,0 +1,44 @@
+# The course's commands. `make lab` to learn, `make test` to check everything.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+# Seconds a single notebook cell may run under nbval before the test fails.
+CELL_TIMEOUT ?= 600
+
+.PHONY: setup lab test unit notebooks course bench clean help
+
+help:
+	@echo "make setup   create .venv and install the course (pip install -e '.[test]')"
+	@echo "make lab     open the course in JupyterLab"
+	@echo "make test    unit tests + every notebook under nbval"
+	@echo "make course  execute every notebook headless and refresh figures/"
+	@echo "make bench   training-speed benchmarks (benchmarks/)"
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e ".[test]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+lab: setup
+	$(VENV)/bin/jupyter lab notebooks/
+
+test: setup
+	$(PY) -m pytest tests/ notebooks/ --nbval-lax --nbval-current-env --nbval-cell-timeout=$(CELL_TIMEOUT) -p no:cacheprovider
+
+unit: setup
+	$(PY) -m pytest tests/ -p no:cacheprovider
+
+notebooks: setup
+	$(PY) -m pytest notebooks/ --nbval-lax --nbval-current-env --nbval-cell-timeout=$(CELL_TIMEOUT) -p no:cacheprovider
+
+course: setup
+	$(PY) -m vae_lib.course
+
+bench: setup
+	$(PY) -m benchmarks.run
+
+clean:
+	rm -rf outputs .pytest_cache

@@ -1,0 +1,202 @@
+"""Data: MNIST or Fashion-MNIST as one float tensor on the device, batched by index.
+
+The data set is chosen by ``VAE_DATASET`` (``mnist``, the default, or ``fashion-mnist``) and read
+through torchvision from ``VAE_DATA_DIR`` (default ``data/`` at the repository root). Files that are
+absent are downloaded; Fashion-MNIST is also taken, without any download, from Debian's package
+``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``).
+
+A split is loaded once into a :class:`Split`: images as a float32 tensor of shape (N, 784) with
+values in [0, 1], integer labels and class names. Training draws batches from it with one
+``randperm`` per epoch on the device: no DataLoader, no per-sample transforms. Introduced in
+notebook 04.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from torchvision import datasets
+
+from .utils import data_dir
+
+#: Valid values of ``VAE_DATASET`` and the torchvision class that reads each.
+DATASETS = {"mnist": datasets.MNIST, "fashion-mnist": datasets.FashionMNIST}
+DEFAULT_DATASET = "mnist"
+#: Where Debian's ``dataset-fashion-mnist`` package puts the four gzipped IDX files.
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+#: The four files each data set needs, as torchvision names them once unpacked.
+RAW_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+IMAGE_SHAPE = (1, 28, 28)
+INPUT_DIM = 28 * 28
+
+
+class DatasetUnavailableError(RuntimeError):
+    """The data set's files are not on disk and could not be downloaded."""
+
+
+def dataset_name(name: str | None = None) -> str:
+    """The data set to use: ``name`` if given, else ``VAE_DATASET``, else ``mnist``; checked.
+
+    Raises ``ValueError`` listing the valid names when the name is unknown.
+    """
+    raw = name if name is not None else os.environ.get("VAE_DATASET") or DEFAULT_DATASET
+    key = str(raw).strip().lower().replace("_", "-")
+    if key == "fashionmnist":
+        key = "fashion-mnist"
+    if key not in DATASETS:
+        valid = ", ".join(repr(k) for k in DATASETS)
+        raise ValueError(
+            f"Unknown dataset {raw!r}. Valid names are {valid}; "
+            "pass one of them or set the environment variable VAE_DATASET."
+        )
+    return key
+
+
+@dataclass
+class Split:
+    """One split of a data set, held as tensors on one device.
+
+    ``images``: float32, shape (N, 784), values in [0, 1]. ``labels``: int64, shape (N,).
+    ``classes``: the class names, indexed by label. Introduced in notebook 04.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: tuple[str, ...]
+    dataset: str
+    train: bool
+
+    def __post_init__(self) -> None:
+        if self.images.ndim != 2 or self.images.shape[1] != INPUT_DIM:
+            raise ValueError(f"Split.images must have shape (N, {INPUT_DIM}), got {tuple(self.images.shape)}")
+        if self.labels.shape != (self.images.shape[0],):
+            raise ValueError(
+                f"Split.labels must have shape ({self.images.shape[0]},), got {tuple(self.labels.shape)}"
+            )
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self.images.device
+
+    @property
+    def name(self) -> str:
+        """For example ``fashion-mnist/test``."""
+        return f"{self.dataset}/{'train' if self.train else 'test'}"
+
+    def to(self, device: torch.device | str) -> "Split":
+        """The same split on ``device`` (one copy of the whole tensor, not per batch)."""
+        return Split(self.images.to(device), self.labels.to(device), self.classes, self.dataset, self.train)
+
+    def batches(
+        self, batch_size: int, shuffle: bool = True, generator: torch.Generator | None = None
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield ``(images, labels)`` batches, indexing the resident tensors.
+
+        With ``shuffle`` the order is one ``torch.randperm`` on the split's device per call (per
+        epoch); the last batch may be smaller, as with the seed's DataLoader.
+        """
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        n = len(self)
+        if shuffle:
+            order = torch.randperm(n, device=self.device, generator=generator)
+            for start in range(0, n, batch_size):
+                idx = order[start : start + batch_size]
+                yield self.images[idx], self.labels[idx]
+        else:
+            for start in range(0, n, batch_size):
+                yield self.images[start : start + batch_size], self.labels[start : start + batch_size]
+
+
+def _missing(raw_folder: Path) -> list[str]:
+    return [f for f in RAW_FILES if not (raw_folder / f).is_file()]
+
+
+def _unpack_local_copies(raw_folder: Path, sources: list[Path]) -> None:
+    """Gunzip any of the four files found (as ``.gz``) in ``sources`` into ``raw_folder``."""
+    for name in _missing(raw_folder):
+        for src in sources:
+            gz = src / f"{name}.gz"
+            if gz.is_file():
+                raw_folder.mkdir(parents=True, exist_ok=True)
+                tmp = raw_folder / f".{name}.partial"
+                with gzip.open(gz, "rb") as fin, open(tmp, "wb") as fout:
+                    shutil.copyfileobj(fin, fout)
+                os.replace(tmp, raw_folder / name)
+                break
+
+
+def _unavailable_message(dataset: str, root: Path, raw_folder: Path, cause: BaseException | None) -> str:
+    lines = [
+        f"The {dataset} files are not in {raw_folder} and could not be downloaded"
+        + (f" ({type(cause).__name__}: {cause})." if cause else "."),
+        "Fix it in one of two ways:",
+        f"  1. Put the four files {', '.join(RAW_FILES)} (gzipped with .gz or unpacked) in {raw_folder}"
+        f" (or point VAE_DATA_DIR at a folder whose {raw_folder.parent.name}/raw holds them; now VAE_DATA_DIR={root}).",
+        "  2. Use Fashion-MNIST offline from Debian's package: `sudo apt-get install dataset-fashion-mnist`,"
+        " then set VAE_DATASET=fashion-mnist.",
+    ]
+    return "\n".join(lines)
+
+
+def load_split(
+    dataset: str | None = None,
+    train: bool = True,
+    device: torch.device | str = "cpu",
+    root: str | Path | None = None,
+    download: bool = True,
+) -> Split:
+    """Load one split of MNIST or Fashion-MNIST as a :class:`Split` on ``device``.
+
+    ``dataset`` defaults to ``VAE_DATASET`` (then ``mnist``), ``root`` to ``VAE_DATA_DIR`` (then
+    ``data/``). Gzipped copies already in the raw folder, and for Fashion-MNIST Debian's package,
+    are unpacked without a download; otherwise torchvision downloads when ``download`` is true.
+    Raises :class:`DatasetUnavailableError` naming both fixes when the files cannot be had.
+    Introduced in notebook 04.
+    """
+    name = dataset_name(dataset)
+    cls = DATASETS[name]
+    root = Path(root).expanduser() if root is not None else data_dir()
+    raw_folder = root / cls.__name__ / "raw"
+    sources = [raw_folder]
+    if name == "fashion-mnist":
+        sources.append(DEBIAN_FASHION_MNIST)
+    _unpack_local_copies(raw_folder, sources)
+    try:
+        ds = cls(root=str(root), train=train, download=download and bool(_missing(raw_folder)))
+    except (RuntimeError, OSError) as err:
+        raise DatasetUnavailableError(_unavailable_message(name, root, raw_folder, err)) from err
+    # ds.data is the whole split as uint8 (N, 28, 28): one conversion, no per-sample transform.
+    images = ds.data.reshape(len(ds.data), INPUT_DIM).to(device=device, dtype=torch.float32).div_(255.0)
+    labels = ds.targets.to(device=device, dtype=torch.int64)
+    return Split(images, labels, tuple(ds.classes), name, train)
+
+
+def load_data(
+    dataset: str | None = None, device: torch.device | str = "cpu", root: str | Path | None = None
+) -> tuple[Split, Split]:
+    """The training and test splits of ``dataset`` on ``device``: ``(train, test)``. Notebook 04."""
+    return (
+        load_split(dataset, train=True, device=device, root=root),
+        load_split(dataset, train=False, device=device, root=root),
+    )
+
+
+def as_images(flat: torch.Tensor) -> torch.Tensor:
+    """Reshape flat (N, 784) pixels into images (N, 1, 28, 28) for plotting or ``save_image``."""
+    if flat.ndim != 2 or flat.shape[-1] != INPUT_DIM:
+        raise ValueError(f"as_images expects shape (N, {INPUT_DIM}), got {tuple(flat.shape)}")
+    return flat.reshape(-1, *IMAGE_SHAPE)

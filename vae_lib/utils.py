@@ -1,0 +1,84 @@
+"""Small helpers every notebook uses: seeding, the device, and the course's folders."""
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+#: The repository root, found from this file so that paths do not depend on the working directory
+#: (nbval runs each notebook with its own folder as the working directory).
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def set_seed(seed: int = 0) -> None:
+    """Seed Python's, NumPy's and PyTorch's generators (CPU and every GPU) with one number.
+
+    Introduced in notebook 01; every notebook calls it once in its setup cell.
+    """
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"set_seed expects a non-negative integer, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def get_device(verbose: bool = True) -> torch.device:
+    """Pick the fastest available device: CUDA, then Apple's MPS, then the CPU.
+
+    Set ``VAE_DEVICE`` (for example ``cpu``) to override. Prints the choice when ``verbose``.
+    Introduced in notebook 04.
+    """
+    wanted = os.environ.get("VAE_DEVICE")
+    if wanted:
+        try:
+            device = torch.device(wanted)
+        except RuntimeError as err:
+            raise ValueError(f"VAE_DEVICE={wanted!r} is not a device name; use cpu, cuda or mps") from err
+    elif torch.cuda.is_available():
+        device = torch.device("cuda")
+    elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        device = torch.device("mps")
+    else:
+        device = torch.device("cpu")
+    if verbose:
+        print(f"Using device: {describe_device(device)}")
+    return device
+
+
+def describe_device(device: torch.device | str) -> str:
+    """A one-line human description of ``device`` (the GPU's name, or the CPU's thread count)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    if device.type == "cpu":
+        return f"cpu ({torch.get_num_threads()} threads)"
+    return device.type
+
+
+def _folder(env_var: str, default: Path) -> Path:
+    path = Path(os.environ.get(env_var) or default).expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def data_dir() -> Path:
+    """Where data sets live: ``VAE_DATA_DIR`` or ``data/`` at the repository root (created if absent)."""
+    return _folder("VAE_DATA_DIR", REPO_ROOT / "data")
+
+
+def checkpoint_dir() -> Path:
+    """Where trained models are cached: ``VAE_CHECKPOINT_DIR`` or ``checkpoints/`` at the repository root."""
+    return _folder("VAE_CHECKPOINT_DIR", REPO_ROOT / "checkpoints")
+
+
+def figures_dir() -> Path:
+    """Where the course's key figures are saved: ``VAE_FIGURES_DIR`` or ``figures/`` at the repository root."""
+    return _folder("VAE_FIGURES_DIR", REPO_ROOT / "figures")
+
+
+def outputs_dir() -> Path:
+    """Where command-line runs write their images: ``outputs/`` at the repository root."""
+    return _folder("VAE_OUTPUTS_DIR", REPO_ROOT / "outputs")
