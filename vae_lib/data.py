@@ -152,20 +152,19 @@ def _unavailable_message(dataset: str, root: Path, raw_folder: Path, cause: Base
     return "\n".join(lines)
 
 
-def load_split(
+def torchvision_dataset(
     dataset: str | None = None,
     train: bool = True,
-    device: torch.device | str = "cpu",
+    transform=None,
     root: str | Path | None = None,
     download: bool = True,
-) -> Split:
-    """Load one split of MNIST or Fashion-MNIST as a :class:`Split` on ``device``.
+):
+    """The torchvision ``MNIST`` / ``FashionMNIST`` object for a split, its files made ready first.
 
-    ``dataset`` defaults to ``VAE_DATASET`` (then ``mnist``), ``root`` to ``VAE_DATA_DIR`` (then
-    ``data/``). Gzipped copies already in the raw folder, and for Fashion-MNIST Debian's package,
-    are unpacked without a download; otherwise torchvision downloads when ``download`` is true.
-    Raises :class:`DatasetUnavailableError` naming both fixes when the files cannot be had.
-    Introduced in notebook 04.
+    Gzipped copies already in the raw folder, and for Fashion-MNIST Debian's package, are unpacked
+    without a download; otherwise torchvision downloads when ``download`` is true. Raises
+    :class:`DatasetUnavailableError` naming both fixes when the files cannot be had. ``transform``
+    is passed on: notebook 04 uses it to build the textbook DataLoader pipeline for comparison.
     """
     name = dataset_name(dataset)
     cls = DATASETS[name]
@@ -176,13 +175,29 @@ def load_split(
         sources.append(DEBIAN_FASHION_MNIST)
     _unpack_local_copies(raw_folder, sources)
     try:
-        ds = cls(root=str(root), train=train, download=download and bool(_missing(raw_folder)))
+        return cls(root=str(root), train=train, transform=transform, download=download and bool(_missing(raw_folder)))
     except (RuntimeError, OSError) as err:
         raise DatasetUnavailableError(_unavailable_message(name, root, raw_folder, err)) from err
+
+
+def load_split(
+    dataset: str | None = None,
+    train: bool = True,
+    device: torch.device | str = "cpu",
+    root: str | Path | None = None,
+    download: bool = True,
+) -> Split:
+    """Load one split of MNIST or Fashion-MNIST as a :class:`Split` on ``device``.
+
+    ``dataset`` defaults to ``VAE_DATASET`` (then ``mnist``), ``root`` to ``VAE_DATA_DIR`` (then
+    ``data/``); files are found or fetched as :func:`torchvision_dataset` says. Introduced in
+    notebook 04.
+    """
+    ds = torchvision_dataset(dataset, train=train, root=root, download=download)
     # ds.data is the whole split as uint8 (N, 28, 28): one conversion, no per-sample transform.
     images = ds.data.reshape(len(ds.data), INPUT_DIM).to(device=device, dtype=torch.float32).div_(255.0)
     labels = ds.targets.to(device=device, dtype=torch.int64)
-    return Split(images, labels, tuple(ds.classes), name, train)
+    return Split(images, labels, tuple(ds.classes), dataset_name(dataset), train)
 
 
 def load_data(

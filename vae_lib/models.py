@@ -85,6 +85,12 @@ class VAE(nn.Module):
         return self.decode_logits(z), mu, logvar
 
     @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Pixel means decoded from the posterior mean: the model's reconstruction of ``x``."""
+        mu, _ = self.encode(x)
+        return self.decode(mu)
+
+    @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Decode ``n`` draws z ~ N(0, I) from the prior: pixel means of shape (n, 784)."""
         device = self.fc3.weight.device
@@ -123,6 +129,11 @@ class AutoEncoder(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Pixel values in [0, 1] for codes ``z``."""
         return torch.sigmoid(self.decode_logits(z))
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Pixel values decoded from the code of ``x``."""
+        return self.decode(self.encode(x))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         z = self.encode(x)

@@ -29,7 +29,7 @@ def show_images(images: torch.Tensor, nrow: int = 8, title: str | None = None, a
     """Draw a grid of images on ``ax`` (a new figure if none) and return the axes."""
     if ax is None:
         _, ax = plt.subplots(figsize=(nrow * 0.6 + 0.4, (len(images) + nrow - 1) // nrow * 0.6 + 0.6))
-    ax.imshow(image_grid(images, nrow), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.imshow(image_grid(images, nrow).numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.set_axis_off()
     if title:
         ax.set_title(title)

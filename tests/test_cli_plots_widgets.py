@@ -1,0 +1,98 @@
+import re
+import subprocess
+import sys
+
+import matplotlib
+import pytest
+import torch
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from vae_lib.plots import image_grid, plot_history, save_figure, show_images  # noqa: E402
+from vae_lib.train import main, parse_args  # noqa: E402
+from vae_lib.training import History  # noqa: E402
+from vae_lib.widgets import slider_explorer  # noqa: E402
+from conftest import write_tiny_dataset  # noqa: E402
+
+
+def test_cli_defaults_are_the_seeds():
+    args = parse_args([])
+    assert (args.latent_dim, args.hidden_dim, args.batch_size, args.epochs, args.lr) == (2, 400, 128, 10, 1e-3)
+    with pytest.raises(SystemExit):
+        parse_args(["--epochs", "0"])
+
+
+def test_cli_trains_prints_seed_lines_and_saves_samples(tmp_path, monkeypatch, capsys):
+    write_tiny_dataset(tmp_path / "d", "MNIST", n_train=64, n_test=16)
+    monkeypatch.setenv("VAE_DATA_DIR", str(tmp_path / "d"))
+    out = tmp_path / "samples.png"
+    assert main(["--dataset", "mnist", "--epochs", "2", "--hidden-dim", "16", "--batch-size", "16",
+                 "--samples", str(out), "--device", "cpu"]) == 0
+    text = capsys.readouterr().out
+    epochs = re.findall(r"^Epoch (\d+), Loss: ([0-9.]+), Test: ([0-9.]+), seconds: [0-9.]+$", text, re.M)
+    assert [e[0] for e in epochs] == ["1", "2"]
+    from PIL import Image
+    with Image.open(out) as im:
+        assert im.size == (8 * 28 + 9 * 2, 8 * 28 + 9 * 2)  # 64 samples, 8 per row, 2-pixel padding
+
+
+def test_cli_reports_bad_dataset_and_missing_data(tmp_path, monkeypatch, capsys):
+    assert main(["--dataset", "cifar"]) == 2
+    assert "Valid names" in capsys.readouterr().err
+    monkeypatch.setenv("VAE_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr("vae_lib.data.datasets.MNIST.download", lambda self: (_ for _ in ()).throw(RuntimeError("offline")))
+    assert main(["--dataset", "mnist", "--epochs", "1"]) == 1
+    assert "dataset-fashion-mnist" in capsys.readouterr().err
+
+
+def test_cli_runs_as_a_module():
+    result = subprocess.run([sys.executable, "-m", "vae_lib.train", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "--latent-dim" in result.stdout
+
+
+def test_image_grid_and_show_images():
+    grid = image_grid(torch.rand(10, 784), nrow=5)
+    assert grid.shape == (2 * 28 + 3 * 2, 5 * 28 + 6 * 2)
+    assert image_grid(torch.rand(4, 1, 28, 28), nrow=2).shape == (62, 62)
+    with pytest.raises(ValueError):
+        image_grid(torch.rand(4, 3, 28, 28))
+    ax = show_images(torch.rand(8, 784), nrow=4, title="t")
+    assert ax.get_title() == "t"
+    plt.close("all")
+
+
+def test_plot_history_and_save_figure(tmp_path):
+    h = History([3.0, 2.0], [2.5, 1.5], [0.5, 0.5], [3.1, 2.1], [2.6, 1.6], [0.5, 0.5], [1.0, 1.0])
+    fig = plot_history(h)
+    assert len(fig.axes) == 3 and len(fig.axes[0].lines) == 2
+    path = save_figure(fig, "04_history", "mnist", folder=tmp_path)
+    assert path == tmp_path / "04_history_mnist.png" and path.stat().st_size > 1000
+    assert save_figure(fig, "01_gap").name == "01_gap.png"  # into VAE_FIGURES_DIR
+    with pytest.raises(ValueError):
+        save_figure(fig, "a/b")
+    with pytest.raises(ValueError, match="empty"):
+        plot_history(History())
+    plt.close("all")
+
+
+def test_slider_explorer_wires_sliders_to_the_draw_function():
+    import ipywidgets as widgets
+
+    calls = []
+
+    def draw(a, b):
+        calls.append((a, b))
+        plt.figure()
+
+    a, b = widgets.FloatSlider(value=0.5, min=0, max=1), widgets.IntSlider(value=2, min=0, max=5)
+    box = slider_explorer(draw, {"a": a, "b": b}, height="300px")
+    assert calls == [(0.5, 2)]  # drawn once with the initial values
+    a.value = 0.75
+    assert calls[-1] == (0.75, 2)
+    assert box.output.layout.height == "300px"
+    with pytest.raises(ValueError):
+        slider_explorer(draw, {})
+    with pytest.raises(ValueError):
+        slider_explorer(draw, {"a": 1.0})
+    plt.close("all")
