@@ -1,0 +1,34 @@
+import nbformat
+import pytest
+from nbclient.exceptions import CellExecutionError
+
+from vae_lib.course import NOTEBOOKS_DIR, execute, notebook_paths
+
+
+def _write(path, *sources):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
+    nbformat.write(nb, path)
+
+
+def test_notebook_paths_are_numbered_and_ordered(tmp_path):
+    for name in ("10_c.ipynb", "02_b.ipynb", "01_a.ipynb", "notes.ipynb"):
+        _write(tmp_path / name, "1")
+    assert [p.name for p in notebook_paths(tmp_path)] == ["01_a.ipynb", "02_b.ipynb", "10_c.ipynb"]
+    assert [p.name for p in notebook_paths(tmp_path, only=["02"])] == ["02_b.ipynb"]
+    with pytest.raises(ValueError, match="starts with"):
+        notebook_paths(tmp_path, only=["99"])
+    assert notebook_paths()[0].parent == NOTEBOOKS_DIR
+
+
+def test_execute_runs_in_the_notebook_folder_and_reports_failures(tmp_path):
+    (tmp_path / "marker.txt").write_text("here")
+    good = tmp_path / "01_good.ipynb"
+    _write(good, "from pathlib import Path", "assert Path('marker.txt').read_text() == 'here'")
+    seconds = execute(good, timeout=60, save_to=tmp_path / "out")
+    assert seconds > 0 and (tmp_path / "out" / "01_good.ipynb").is_file()
+    assert nbformat.read(good, as_version=4).cells[0].outputs == []  # the source notebook is untouched
+    bad = tmp_path / "02_bad.ipynb"
+    _write(bad, "assert 1 == 2, 'planted failure'")
+    with pytest.raises(CellExecutionError, match="planted failure"):
+        execute(bad, timeout=60)
