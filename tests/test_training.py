@@ -214,3 +214,15 @@ def test_save_is_atomic_when_interrupted(tmp_path, monkeypatch):
 def test_train_or_load_checks_the_dataset_name():
     with pytest.raises(ValueError, match="config.dataset"):
         train_or_load(TrainConfig(dataset="fashion-mnist"), make_split(8), progress=False)
+
+
+def test_show_source_renders_several_objects():
+    from vae_lib.models import VAE
+    from vae_lib.utils import show_source
+
+    md = show_source(VAE.encode, VAE.forward)
+    assert md.data.startswith("```python\ndef encode(") and "def forward(" in md.data
+    with pytest.raises(ValueError, match="at least one"):
+        show_source()
+    with pytest.raises(ValueError, match="cannot show"):
+        show_source(42)

@@ -17,10 +17,8 @@ reproduced exactly.
 """
 from __future__ import annotations
 
-import inspect
 import math
 import numbers
-import textwrap
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
@@ -28,6 +26,7 @@ import torch
 
 from .losses import gaussian_kl
 from .models import reparameterize
+from .utils import show_source  # noqa: F401  (re-exported: notebooks 01-03 import it from here)
 
 DTYPE = torch.float64
 KL_ESTIMATORS = ("mc", "analytic")
@@ -149,22 +148,6 @@ def normal_kl(q_mean, q_std, p_mean, p_std) -> torch.Tensor:
     q_mean, q_std, p_mean, p_std = _broadcast((q_mean, "q_mean"), (q_std, "q_std"), (p_mean, "p_mean"),
                                               (p_std, "p_std"))
     return torch.log(p_std / q_std) + (q_std**2 + (q_mean - p_mean) ** 2) / (2 * p_std**2) - 0.5
-
-
-def show_source(obj) -> object:
-    """The source of a function, method or class from ``vae_lib``, as a highlighted code block.
-
-    Notebooks call it to teach a function without pasting a second copy of it: the last line
-    of a cell, ``show_source(LinearGaussian.posterior)``, renders the library's own code.
-    Introduced in notebook 01.
-    """
-    from IPython.display import Markdown
-
-    try:
-        source = inspect.getsource(obj)
-    except (TypeError, OSError) as err:
-        raise ValueError(f"cannot show the source of {obj!r}: pass a Python function, method or class") from err
-    return Markdown(f"```python\n{textwrap.dedent(source)}```")
 
 
 # --------------------------------------------------------------------------- notebook 01: the exact model

@@ -1,8 +1,10 @@
 """Small helpers every notebook uses: seeding, the device, and the course's folders."""
 from __future__ import annotations
 
+import inspect
 import os
 import random
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -82,3 +84,23 @@ def figures_dir() -> Path:
 def outputs_dir() -> Path:
     """Where command-line runs write their images: ``outputs/`` at the repository root."""
     return _folder("VAE_OUTPUTS_DIR", REPO_ROOT / "outputs")
+
+
+def show_source(*objs) -> object:
+    """The source of one or more functions, methods or classes from ``vae_lib``, as a code block.
+
+    Notebooks call it to teach a function without pasting a second copy that could drift: the
+    last line of a cell, ``show_source(LinearGaussian.posterior)``, renders the library's own code.
+    Introduced in notebook 01.
+    """
+    from IPython.display import Markdown
+
+    if not objs:
+        raise ValueError("show_source needs at least one function, method or class")
+    parts = []
+    for obj in objs:
+        try:
+            parts.append(textwrap.dedent(inspect.getsource(obj)))
+        except (TypeError, OSError) as err:
+            raise ValueError(f"cannot show the source of {obj!r}: pass a Python function, method or class") from err
+    return Markdown("```python\n" + "\n".join(parts) + "```")
