@@ -96,3 +96,10 @@ def test_slider_explorer_wires_sliders_to_the_draw_function():
     with pytest.raises(ValueError):
         slider_explorer(draw, {"a": 1.0})
     plt.close("all")
+
+
+def test_cli_rejects_an_unavailable_device(capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert main(["--device", "cuda"]) == 2
+    assert "no CUDA GPU" in capsys.readouterr().err

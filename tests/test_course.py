@@ -32,3 +32,14 @@ def test_execute_runs_in_the_notebook_folder_and_reports_failures(tmp_path):
     _write(bad, "assert 1 == 2, 'planted failure'")
     with pytest.raises(CellExecutionError, match="planted failure"):
         execute(bad, timeout=60)
+
+
+def test_main_runs_the_chosen_notebooks_and_reports_times(tmp_path, monkeypatch, capsys):
+    import vae_lib.course as course
+
+    _write(tmp_path / "01_a.ipynb", "x = 1")
+    _write(tmp_path / "02_b.ipynb", "assert False, 'not run'")
+    monkeypatch.setattr(course, "NOTEBOOKS_DIR", tmp_path)
+    assert course.main(["01"]) == 0
+    out = capsys.readouterr().out
+    assert "01_a.ipynb" in out and "02_b.ipynb" not in out and "all notebooks" in out

@@ -163,3 +163,45 @@ def test_autoencoder_and_build_model():
     assert isinstance(build_model("vae"), VAE)
     with pytest.raises(ValueError, match="'vae', 'ae'"):
         build_model("gan")
+
+
+def test_bernoulli_entropy_is_the_floor_of_the_reconstruction_term():
+    from vae_lib.losses import bernoulli_entropy
+
+    x = torch.rand(5, 784, dtype=torch.float64)
+    x[:, :100] = 0.0
+    x[:, 100:200] = 1.0
+    floor = bernoulli_entropy(x)
+    assert torch.allclose(bernoulli_nll(torch.logit(x, eps=1e-12), x), floor, rtol=0, atol=1e-6)
+    assert torch.all(bernoulli_nll(torch.logit(x, eps=1e-12) + 0.3 * torch.randn_like(x), x) > floor)
+    assert bernoulli_entropy(torch.full((1, 784), 0.5)).item() == pytest.approx(784 * math.log(2))
+    assert bernoulli_entropy(torch.zeros(2, 784)).abs().max() == 0
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        bernoulli_entropy(torch.full((1, 784), 2.0))
+
+
+def test_reconstruct_decodes_the_posterior_mean():
+    model = VAE(hidden_dim=16)
+    x = torch.rand(3, 784)
+    mu, _ = model.encode(x)
+    assert torch.allclose(model.reconstruct(x), model.decode(mu))
+    ae = AutoEncoder(hidden_dim=16)
+    assert torch.allclose(ae.reconstruct(x), ae.decode(ae.encode(x)))
+
+
+def test_sample_with_a_generator_is_repeatable_and_checks_n():
+    model = VAE(hidden_dim=16)
+    a = model.sample(5, generator=torch.Generator().manual_seed(3))
+    b = model.sample(5, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a, b) and a.shape == (5, 784)
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="positive integer"):
+            model.sample(bad)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cpu_generator_gives_the_same_samples_on_cuda():
+    model = VAE(hidden_dim=16)
+    cpu = model.sample(4, generator=torch.Generator().manual_seed(0))
+    gpu = model.cuda().sample(4, generator=torch.Generator().manual_seed(0))
+    assert gpu.device.type == "cuda" and torch.allclose(cpu, gpu.cpu(), atol=1e-5)

@@ -226,3 +226,65 @@ def test_show_source_renders_several_objects():
         show_source()
     with pytest.raises(ValueError, match="cannot show"):
         show_source(42)
+
+
+def test_fit_checks_batch_size_and_accepts_an_optimizer():
+    model = VAE(hidden_dim=8)
+    split = make_split(32)
+    with pytest.raises(ValueError, match="batch_size"):
+        fit(model, split, batch_size=0, progress=False)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    before = [p.clone() for p in model.parameters()]
+    fit(model, split, epochs=1, optimizer=opt, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # lr 0: the given optimizer was used
+
+
+def test_history_from_dict_rejects_wrong_keys():
+    h = History([1.0], [1.0], [0.0], [], [], [], [0.1])
+    assert History.from_dict(h.to_dict()) == h
+    with pytest.raises(ValueError, match="exactly the keys"):
+        History.from_dict({"train_loss": [1.0]})
+
+
+def test_train_or_load_retrain_and_device_and_missing_test_curves():
+    train, test = make_split(64), make_split(16, False)
+    logs = []
+    train_or_load(CFG, train, progress=False, log=logs.append)           # trained without test curves
+    _, history = train_or_load(CFG, train, test, progress=False, log=logs.append)
+    assert "without test-set evaluation" in logs[1] and len(history.test_loss) == CFG.epochs
+    train_or_load(CFG, train, test, progress=False, retrain=True, log=logs.append)
+    assert "saved to" in logs[-1]
+    model, _ = load_checkpoint(checkpoint_path(CFG), CFG, device="cpu")
+    assert next(model.parameters()).device.type == "cpu"
+
+
+def test_check_device():
+    from vae_lib.utils import check_device
+
+    assert check_device("cpu").type == "cpu"
+    with pytest.raises(ValueError, match="not a device name"):
+        check_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            check_device("cuda", "--device")
+
+
+def test_cpu_generator_orders_batches_the_same_on_any_device():
+    split = make_split(20)
+    a = torch.cat([y for _, y in split.batches(7, generator=torch.Generator().manual_seed(5))])
+    b = torch.cat([y for _, y in split.to("cpu").batches(7, generator=torch.Generator().manual_seed(5))])
+    assert torch.equal(a, b)
+
+
+@pytest.mark.skipif(not (torch.cuda.is_available() or torch.backends.mps.is_available()), reason="needs a GPU")
+def test_fit_and_evaluate_on_the_gpu():
+    device = get_device(verbose=False)
+    set_seed(0)
+    model = VAE(hidden_dim=32).to(device)
+    train, test = make_split().to(device), make_split(64, False).to(device)
+    history = fit(model, train, test, epochs=2, batch_size=32, progress=False)
+    assert history.train_loss[-1] < history.train_loss[0] and math.isfinite(history.test_loss[-1])
+    order = [y for _, y in train.batches(50, generator=torch.Generator().manual_seed(0))]
+    assert order[0].device.type == device.type
+    with pytest.raises(ValueError, match="use split.to"):
+        fit(model, train, make_split(8, False), epochs=1, progress=False)

@@ -34,7 +34,7 @@ class CheckpointError(RuntimeError):
 class TrainConfig:
     """Everything that determines a trained model. Its defaults are the seed's.
 
-    Two runs with equal configurations (on the same data set) share a checkpoint.
+    Two runs with equal configurations (on the same data set) share a checkpoint. Notebook 04.
     """
 
     dataset: str = "mnist"
@@ -50,6 +50,7 @@ class TrainConfig:
     seed: int = 0
 
     def to_dict(self) -> dict:
+        """The configuration as a plain dict (stored in the checkpoint and compared on load)."""
         return asdict(self)
 
     def key(self) -> str:
@@ -58,11 +59,12 @@ class TrainConfig:
         return hashlib.sha256(blob).hexdigest()[:12]
 
     def filename(self) -> str:
+        """A readable file name that ends in the configuration's :meth:`key`."""
         return f"{self.model}_{self.dataset}_z{self.latent_dim}_h{self.hidden_dim}_e{self.epochs}_{self.key()}.pt"
 
 
 def checkpoint_path(config: TrainConfig, folder: str | Path | None = None) -> Path:
-    """Where the checkpoint of ``config`` lives (``checkpoints/`` unless ``folder`` is given)."""
+    """Where the checkpoint of ``config`` lives (``checkpoints/`` unless ``folder`` is given). Notebook 04."""
     return (Path(folder) if folder is not None else checkpoint_dir()) / config.filename()
 
 
@@ -70,6 +72,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, config: TrainConfig, his
     """Write model weights, configuration and history to ``path`` atomically.
 
     The file appears complete or not at all: an interrupted save leaves any earlier file intact.
+    Notebook 04.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -98,6 +101,7 @@ def load_checkpoint(path: str | Path, config: TrainConfig, device: torch.device 
 
     Raises :class:`CheckpointError` saying what is wrong when the file is missing, unreadable,
     of another format, made for another configuration, or holds weights of other shapes.
+    Notebook 04.
     """
     path = Path(path)
     if not path.is_file():
@@ -142,6 +146,8 @@ def train_or_load(
     if path.exists() and not retrain:
         try:
             model, history = load_checkpoint(path, config, device)
+            if test is not None and len(history.test_loss) != len(history):
+                raise CheckpointError(f"{path} was trained without test-set evaluation, which is asked for now")
             if log:
                 log(f"Loaded {config.model} from {path}")
             return model, history

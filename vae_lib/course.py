@@ -18,9 +18,10 @@ from .utils import REPO_ROOT, outputs_dir
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 
 
-def notebook_paths(folder: Path = NOTEBOOKS_DIR, only: list[str] | None = None) -> list[Path]:
+def notebook_paths(folder: Path | None = None, only: list[str] | None = None) -> list[Path]:
     """The course's notebooks in numeric order, optionally only those whose name starts with ``only``."""
-    paths = sorted(p for p in Path(folder).glob("[0-9][0-9]_*.ipynb"))
+    folder = Path(folder) if folder is not None else NOTEBOOKS_DIR
+    paths = sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
     if only:
         paths = [p for p in paths if any(p.name.startswith(prefix) for prefix in only)]
         if not paths:

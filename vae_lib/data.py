@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -47,7 +48,7 @@ class DatasetUnavailableError(RuntimeError):
 def dataset_name(name: str | None = None) -> str:
     """The data set to use: ``name`` if given, else ``VAE_DATASET``, else ``mnist``; checked.
 
-    Raises ``ValueError`` listing the valid names when the name is unknown.
+    Raises ``ValueError`` listing the valid names when the name is unknown. Introduced in notebook 04.
     """
     raw = name if name is not None else os.environ.get("VAE_DATASET") or DEFAULT_DATASET
     key = str(raw).strip().lower().replace("_", "-")
@@ -105,14 +106,17 @@ class Split:
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield ``(images, labels)`` batches, indexing the resident tensors.
 
-        With ``shuffle`` the order is one ``torch.randperm`` on the split's device per call (per
-        epoch); the last batch may be smaller, as with the seed's DataLoader.
+        With ``shuffle`` the order is one ``torch.randperm`` per call (per epoch), drawn on the
+        split's device, or on ``generator``'s device when one is given (so a CPU generator gives
+        the same order whatever the device); the last batch may be smaller, as with the seed's
+        DataLoader.
         """
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         n = len(self)
         if shuffle:
-            order = torch.randperm(n, device=self.device, generator=generator)
+            where = generator.device if generator is not None else self.device
+            order = torch.randperm(n, device=where, generator=generator).to(self.device)
             for start in range(0, n, batch_size):
                 idx = order[start : start + batch_size]
                 yield self.images[idx], self.labels[idx]
@@ -132,10 +136,15 @@ def _unpack_local_copies(raw_folder: Path, sources: list[Path]) -> None:
             gz = src / f"{name}.gz"
             if gz.is_file():
                 raw_folder.mkdir(parents=True, exist_ok=True)
-                tmp = raw_folder / f".{name}.partial"
-                with gzip.open(gz, "rb") as fin, open(tmp, "wb") as fout:
-                    shutil.copyfileobj(fin, fout)
-                os.replace(tmp, raw_folder / name)
+                # A unique temporary name, renamed into place: two processes can unpack at once.
+                fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".partial", dir=raw_folder)
+                try:
+                    with gzip.open(gz, "rb") as fin, os.fdopen(fd, "wb") as fout:
+                        shutil.copyfileobj(fin, fout)
+                    os.replace(tmp, raw_folder / name)
+                finally:
+                    if os.path.exists(tmp):
+                        os.unlink(tmp)
                 break
 
 
@@ -211,7 +220,7 @@ def load_data(
 
 
 def as_images(flat: torch.Tensor) -> torch.Tensor:
-    """Reshape flat (N, 784) pixels into images (N, 1, 28, 28) for plotting or ``save_image``."""
+    """Reshape flat (N, 784) pixels into images (N, 1, 28, 28) for plotting or ``save_image``. Notebook 04."""
     if flat.ndim != 2 or flat.shape[-1] != INPUT_DIM:
         raise ValueError(f"as_images expects shape (N, {INPUT_DIM}), got {tuple(flat.shape)}")
     return flat.reshape(-1, *IMAGE_SHAPE)

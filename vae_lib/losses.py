@@ -91,6 +91,17 @@ def gaussian_nll(
     return _reduce(per_image, reduction)
 
 
+def bernoulli_entropy(x: torch.Tensor, reduction: str = "none") -> torch.Tensor:
+    """The entropy of Bernoulli(x) summed over pixels: the floor of :func:`bernoulli_nll` at ``x``.
+
+    -sum_i [x_i log x_i + (1 - x_i) log(1 - x_i)], with 0 log 0 = 0. For grey pixels the
+    reconstruction term can never go below it, even for a perfect decoder. Introduced in notebook 04.
+    """
+    check_pixels(x, "bernoulli")
+    per_image = -(torch.xlogy(x, x) + torch.xlogy(1 - x, 1 - x)).sum(dim=-1)
+    return _reduce(per_image, reduction)
+
+
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor, reduction: str = "none", validate: bool = True) -> torch.Tensor:
     """KL(N(mu, diag(exp(logvar))) || N(0, I)) in closed form, summed over latent dimensions.
 
@@ -110,7 +121,7 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor, reduction: str = "none",
 
 @dataclass
 class LossTerms:
-    """The negative ELBO and its two terms, each reduced the same way."""
+    """The negative ELBO and its two terms, each reduced the same way. Notebook 04."""
 
     loss: torch.Tensor
     recon: torch.Tensor

@@ -38,7 +38,32 @@ def _check_input(x: torch.Tensor, width: int, what: str) -> None:
         raise ValueError(f"{what} expects shape (batch, {width}){hint}, got {tuple(x.shape)}")
 
 
-class VAE(nn.Module):
+class _MLPDecoderModel(nn.Module):
+    """What the VAE and the autoencoder share: their sizes and the decoder z -> hidden -> 784."""
+
+    def __init__(self, latent_dim: int, hidden_dim: int, input_dim: int):
+        super().__init__()
+        for name, value in (("latent_dim", latent_dim), ("hidden_dim", hidden_dim), ("input_dim", input_dim)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        self.input_dim, self.hidden_dim, self.latent_dim = input_dim, hidden_dim, latent_dim
+
+    def _build_decoder(self) -> None:
+        # Created after the encoder so that printing the model reads encoder first, as in the seed.
+        self.fc3 = nn.Linear(self.latent_dim, self.hidden_dim)
+        self.fc4 = nn.Linear(self.hidden_dim, self.input_dim)
+
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+        """The decoder's Bernoulli logits for latent codes ``z`` of shape (N, latent_dim)."""
+        _check_input(z, self.latent_dim, f"{type(self).__name__}.decode")
+        return self.fc4(torch.relu(self.fc3(z)))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Pixel means in [0, 1] for latent codes ``z``, as the seed's ``decode``."""
+        return torch.sigmoid(self.decode_logits(z))
+
+
+class VAE(_MLPDecoderModel):
     """The seed's MLP VAE: 784 -> hidden -> (mu, log sigma^2) -> z -> hidden -> 784, ReLU.
 
     ``forward`` returns ``(recon_logits, mu, logvar)``: the decoder's logits rather than the seed's
@@ -47,18 +72,13 @@ class VAE(nn.Module):
     """
 
     def __init__(self, latent_dim: int = 2, hidden_dim: int = 400, input_dim: int = INPUT_DIM):
-        super().__init__()
-        for name, value in (("latent_dim", latent_dim), ("hidden_dim", hidden_dim), ("input_dim", input_dim)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        self.input_dim, self.hidden_dim, self.latent_dim = input_dim, hidden_dim, latent_dim
+        super().__init__(latent_dim, hidden_dim, input_dim)
         # Encoder q_phi(z|x)
         self.fc1 = nn.Linear(input_dim, hidden_dim)
         self.fc_mu = nn.Linear(hidden_dim, latent_dim)
         self.fc_logvar = nn.Linear(hidden_dim, latent_dim)
-        # Decoder p_theta(x|z)
-        self.fc3 = nn.Linear(latent_dim, hidden_dim)
-        self.fc4 = nn.Linear(hidden_dim, input_dim)
+        # Decoder p_theta(x|z): fc3, fc4
+        self._build_decoder()
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The posterior's parameters ``(mu, logvar)`` for a batch ``x`` of shape (N, 784)."""
@@ -70,16 +90,8 @@ class VAE(nn.Module):
         """z = mu + sigma * eps, eps ~ N(0, I) (see :func:`reparameterize`)."""
         return reparameterize(mu, logvar)
 
-    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
-        """The decoder's Bernoulli logits for latent codes ``z`` of shape (N, latent_dim)."""
-        _check_input(z, self.latent_dim, "VAE.decode")
-        return self.fc4(torch.relu(self.fc3(z)))
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Pixel means in [0, 1] for latent codes ``z``, as the seed's ``decode``."""
-        return torch.sigmoid(self.decode_logits(z))
-
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Encode, draw one z by reparameterization, decode: ``(recon_logits, mu, logvar)``."""
         mu, logvar = self.encode(x)
         z = self.reparameterize(mu, logvar)
         return self.decode_logits(z), mu, logvar
@@ -92,13 +104,20 @@ class VAE(nn.Module):
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Decode ``n`` draws z ~ N(0, I) from the prior: pixel means of shape (n, 784)."""
+        """Decode ``n`` draws z ~ N(0, I) from the prior: pixel means of shape (n, 784).
+
+        The draws are made on ``generator``'s device when one is given, so a CPU generator gives
+        the same samples whatever device the model is on.
+        """
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"n must be a positive integer, got {n!r}")
         device = self.fc3.weight.device
-        z = torch.randn(n, self.latent_dim, device=device, generator=generator)
+        where = generator.device if generator is not None else device
+        z = torch.randn(n, self.latent_dim, device=where, generator=generator).to(device)
         return self.decode(z)
 
 
-class AutoEncoder(nn.Module):
+class AutoEncoder(_MLPDecoderModel):
     """A plain autoencoder with the VAE's widths: 784 -> hidden -> z -> hidden -> 784, ReLU.
 
     The code is a point, not a distribution, and nothing pulls it towards a prior. ``forward``
@@ -106,29 +125,15 @@ class AutoEncoder(nn.Module):
     """
 
     def __init__(self, latent_dim: int = 2, hidden_dim: int = 400, input_dim: int = INPUT_DIM):
-        super().__init__()
-        for name, value in (("latent_dim", latent_dim), ("hidden_dim", hidden_dim), ("input_dim", input_dim)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        self.input_dim, self.hidden_dim, self.latent_dim = input_dim, hidden_dim, latent_dim
+        super().__init__(latent_dim, hidden_dim, input_dim)
         self.fc1 = nn.Linear(input_dim, hidden_dim)
         self.fc_z = nn.Linear(hidden_dim, latent_dim)
-        self.fc3 = nn.Linear(latent_dim, hidden_dim)
-        self.fc4 = nn.Linear(hidden_dim, input_dim)
+        self._build_decoder()
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """The code z for a batch ``x`` of shape (N, 784)."""
         _check_input(x, self.input_dim, "AutoEncoder.encode")
         return self.fc_z(torch.relu(self.fc1(x)))
-
-    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
-        """Logits of the reconstruction for codes ``z`` of shape (N, latent_dim)."""
-        _check_input(z, self.latent_dim, "AutoEncoder.decode")
-        return self.fc4(torch.relu(self.fc3(z)))
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Pixel values in [0, 1] for codes ``z``."""
-        return torch.sigmoid(self.decode_logits(z))
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
@@ -136,6 +141,7 @@ class AutoEncoder(nn.Module):
         return self.decode(self.encode(x))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encode and decode: ``(recon_logits, z)``."""
         z = self.encode(x)
         return self.decode_logits(z), z
 
@@ -144,7 +150,7 @@ MODELS = {"vae": VAE, "ae": AutoEncoder}
 
 
 def build_model(kind: str = "vae", latent_dim: int = 2, hidden_dim: int = 400) -> nn.Module:
-    """Build a model by name: ``"vae"`` (:class:`VAE`) or ``"ae"`` (:class:`AutoEncoder`)."""
+    """Build a model by name: ``"vae"`` (:class:`VAE`) or ``"ae"`` (:class:`AutoEncoder`). Notebook 04."""
     if kind not in MODELS:
         raise ValueError(f"Unknown model kind {kind!r}; valid kinds are {', '.join(map(repr, MODELS))}")
     return MODELS[kind](latent_dim=latent_dim, hidden_dim=hidden_dim)

@@ -26,7 +26,7 @@ def image_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> torch.T
 
 
 def show_images(images: torch.Tensor, nrow: int = 8, title: str | None = None, ax=None):
-    """Draw a grid of images on ``ax`` (a new figure if none) and return the axes."""
+    """Draw a grid of images on ``ax`` (a new figure if none) and return the axes. Notebook 04."""
     if ax is None:
         _, ax = plt.subplots(figsize=(nrow * 0.6 + 0.4, (len(images) + nrow - 1) // nrow * 0.6 + 0.6))
     ax.imshow(image_grid(images, nrow).numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
@@ -66,6 +66,7 @@ def save_figure(fig, name: str, dataset: str | None = None, folder: str | Path |
     """Save ``fig`` as ``figures/<name>_<dataset>.png`` (dataset optional) and return the path.
 
     Notebooks save their key figures with it, e.g. ``save_figure(fig, "04_prior_samples", "mnist")``.
+    Introduced in notebook 01.
     """
     if not name or any(c in name for c in "/\\ "):
         raise ValueError(f"figure name must be a plain file stem like '04_prior_samples', got {name!r}")

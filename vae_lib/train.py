@@ -13,16 +13,16 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
 from torchvision.utils import save_image
 
 from .data import DATASETS, DatasetUnavailableError, as_images, dataset_name, load_data
 from .models import VAE
 from .training import fit
-from .utils import describe_device, get_device, outputs_dir, set_seed
+from .utils import check_device, describe_device, get_device, outputs_dir, set_seed
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    """The command line's options; each default is the seed's."""
     p = argparse.ArgumentParser(prog="python -m vae_lib.train", description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", default=None, help=f"one of {', '.join(DATASETS)} (default: $VAE_DATASET or mnist)")
     p.add_argument("--latent-dim", type=int, default=2, help="latent dimension (seed: 2)")
@@ -46,14 +46,15 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
+    """Train as the seed script does; return the exit status (0 done, 1 no data, 2 bad option)."""
     args = parse_args(argv)
     try:
         name = dataset_name(args.dataset)
+        device = check_device(args.device, "--device") if args.device else get_device(verbose=False)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     set_seed(args.seed)
-    device = torch.device(args.device) if args.device else get_device(verbose=False)
     print(f"Dataset: {name}; device: {describe_device(device)}", flush=True)
     try:
         train, test = load_data(name, device=device)

@@ -20,7 +20,7 @@ from .models import AutoEncoder
 
 @dataclass
 class History:
-    """Per-epoch record of a run: nats per image for each term, and seconds per epoch.
+    """Per-epoch record of a run: nats per image for each term, and seconds per epoch. Notebook 04.
 
     ``train_*`` is averaged over the epoch's batches while the model trains (the seed's printed
     quantity); ``test_*`` is measured on the test split after the epoch.
@@ -38,10 +38,12 @@ class History:
         return len(self.train_loss)
 
     def to_dict(self) -> dict[str, list[float]]:
+        """The history as a plain dict of lists (what a checkpoint stores)."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "History":
+        """Rebuild a history from :meth:`to_dict`'s output; ``ValueError`` if keys are missing or extra."""
         names = set(cls.__dataclass_fields__)
         if set(d) != names:
             raise ValueError(f"a history needs exactly the keys {sorted(names)}, got {sorted(d)}")
@@ -58,6 +60,7 @@ def model_loss(model: nn.Module, x: torch.Tensor, likelihood: str = "bernoulli",
     """One forward pass and its loss terms, for a :class:`VAE` or an :class:`AutoEncoder`.
 
     An autoencoder has no KL term (reported as 0). Returns a :class:`~vae_lib.losses.LossTerms`.
+    Introduced in notebook 04 (the autoencoder in notebook 06).
     """
     if isinstance(model, AutoEncoder):
         logits, _ = model(x)
@@ -77,10 +80,11 @@ def evaluate(model: nn.Module, split: Split, batch_size: int = 2000, likelihood:
     """
     was_training = model.training
     model.eval()
-    totals = torch.zeros(3, device=split.device, dtype=torch.float64)
+    # Summed in float64 on the CPU: exact enough for 10,000 images, and MPS has no float64.
+    totals = torch.zeros(3, dtype=torch.float64)
     for x, _ in split.batches(batch_size, shuffle=False):
         t = model_loss(model, x, likelihood, beta, reduction="sum", validate=False)
-        totals += torch.stack([t.loss, t.recon, t.kl]).double()
+        totals += torch.stack([t.loss, t.recon, t.kl]).detach().cpu().double()
     model.train(was_training)
     loss, recon, kl = (totals / len(split)).tolist()
     return {"loss": loss, "recon": recon, "kl": kl}
@@ -111,6 +115,8 @@ def fit(
         raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     if not (isinstance(beta, (int, float)) and beta >= 0 and math.isfinite(beta)):
         raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
     # Check the data once here, so the hot loop need not check every batch.
@@ -118,8 +124,9 @@ def fit(
     if test is not None:
         check_pixels(test.images, likelihood, name=f"{test.name} images")
     device = next(model.parameters()).device
-    if train.device != device:
-        raise ValueError(f"the model is on {device} but the training data on {train.device}; use split.to(device)")
+    for split in (train, test):
+        if split is not None and split.device != device:
+            raise ValueError(f"the model is on {device} but {split.name} is on {split.device}; use split.to(device)")
     if optimizer is None:
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     history = History()

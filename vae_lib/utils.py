@@ -31,14 +31,11 @@ def get_device(verbose: bool = True) -> torch.device:
     """Pick the fastest available device: CUDA, then Apple's MPS, then the CPU.
 
     Set ``VAE_DEVICE`` (for example ``cpu``) to override. Prints the choice when ``verbose``.
-    Introduced in notebook 04.
+    Introduced in notebook 01.
     """
     wanted = os.environ.get("VAE_DEVICE")
     if wanted:
-        try:
-            device = torch.device(wanted)
-        except RuntimeError as err:
-            raise ValueError(f"VAE_DEVICE={wanted!r} is not a device name; use cpu, cuda or mps") from err
+        device = check_device(wanted, "VAE_DEVICE")
     elif torch.cuda.is_available():
         device = torch.device("cuda")
     elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
@@ -50,8 +47,24 @@ def get_device(verbose: bool = True) -> torch.device:
     return device
 
 
+def check_device(name: str | torch.device, what: str = "device") -> torch.device:
+    """``name`` as a ``torch.device`` that exists on this machine, or a ``ValueError`` saying why not.
+
+    Notebook 04 (and ``python -m vae_lib.train --device``).
+    """
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"{what}={name!r} is not a device name; use cpu, cuda or mps") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{what}={name!r}, but PyTorch sees no CUDA GPU here; use cpu (or leave it unset)")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"{what}={name!r}, but Apple's MPS is not available here; use cpu (or leave it unset)")
+    return device
+
+
 def describe_device(device: torch.device | str) -> str:
-    """A one-line human description of ``device`` (the GPU's name, or the CPU's thread count)."""
+    """A one-line human description of ``device`` (the GPU's name, or the CPU's thread count). Notebook 01."""
     device = torch.device(device)
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
@@ -67,22 +80,22 @@ def _folder(env_var: str, default: Path) -> Path:
 
 
 def data_dir() -> Path:
-    """Where data sets live: ``VAE_DATA_DIR`` or ``data/`` at the repository root (created if absent)."""
+    """Where data sets live: ``VAE_DATA_DIR`` or ``data/`` at the repository root (created if absent). Notebook 04."""
     return _folder("VAE_DATA_DIR", REPO_ROOT / "data")
 
 
 def checkpoint_dir() -> Path:
-    """Where trained models are cached: ``VAE_CHECKPOINT_DIR`` or ``checkpoints/`` at the repository root."""
+    """Where trained models are cached: ``VAE_CHECKPOINT_DIR`` or ``checkpoints/`` at the repository root. Notebook 04."""
     return _folder("VAE_CHECKPOINT_DIR", REPO_ROOT / "checkpoints")
 
 
 def figures_dir() -> Path:
-    """Where the course's key figures are saved: ``VAE_FIGURES_DIR`` or ``figures/`` at the repository root."""
+    """Where the course's key figures are saved: ``VAE_FIGURES_DIR`` or ``figures/`` at the repository root. Notebook 01."""
     return _folder("VAE_FIGURES_DIR", REPO_ROOT / "figures")
 
 
 def outputs_dir() -> Path:
-    """Where command-line runs write their images: ``outputs/`` at the repository root."""
+    """Where command-line runs write their images: ``VAE_OUTPUTS_DIR`` or ``outputs/`` at the repository root. Notebook 04."""
     return _folder("VAE_OUTPUTS_DIR", REPO_ROOT / "outputs")
 
 

@@ -18,7 +18,7 @@ def slider_explorer(draw: Callable[..., object], sliders: dict, height: str = "4
     ``sliders`` maps each keyword argument of ``draw`` to an ipywidgets slider (or any value
     widget). ``draw`` should draw one matplotlib figure; it is shown with ``plt.show()`` inside a
     fixed-height ``Output``. Returns the ``VBox`` to display; its ``.output`` attribute is the
-    ``Output`` and ``.controls`` the slider box.
+    ``Output`` and ``.controls`` the slider box. Introduced in notebook 01.
     """
     import ipywidgets as widgets
 
