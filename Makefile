@@ -5,12 +5,13 @@ PY     := $(VENV)/bin/python
 # Seconds a single notebook cell may run under nbval before the test fails.
 CELL_TIMEOUT ?= 600
 
-.PHONY: setup lab test unit notebooks course bench clean help
+.PHONY: setup lab test unit browser notebooks course bench clean help
 
 help:
 	@echo "make setup   create .venv and install the course (pip install -e '.[test]')"
 	@echo "make lab     open the course in JupyterLab"
-	@echo "make test    unit tests + every notebook under nbval"
+	@echo "make test    unit tests + browser tests + every notebook under nbval"
+	@echo "make browser only the browser tests (notebooks in JupyterLab, sliders moved in Chromium)"
 	@echo "make course  execute every notebook headless and refresh figures/"
 	@echo "make bench   training-speed benchmarks (benchmarks/)"
 
@@ -25,11 +26,15 @@ setup: $(VENV)/.installed
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks/
 
+# -rs prints why tests were skipped: the browser tests say so when Chromium or playwright is missing.
 test: setup
-	$(PY) -m pytest tests/ notebooks/ --nbval-lax --nbval-current-env --nbval-cell-timeout=$(CELL_TIMEOUT) -p no:cacheprovider
+	$(PY) -m pytest tests/ notebooks/ -rs --nbval-lax --nbval-current-env --nbval-cell-timeout=$(CELL_TIMEOUT) -p no:cacheprovider
 
 unit: setup
-	$(PY) -m pytest tests/ -p no:cacheprovider
+	$(PY) -m pytest tests/ -rs -p no:cacheprovider
+
+browser: setup
+	$(PY) -m pytest tests/test_browser.py -rs -p no:cacheprovider
 
 notebooks: setup
 	$(PY) -m pytest notebooks/ --nbval-lax --nbval-current-env --nbval-cell-timeout=$(CELL_TIMEOUT) -p no:cacheprovider
