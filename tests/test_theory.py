@@ -217,7 +217,27 @@ def test_draw_elbo_gap_shows_no_gap_at_the_posterior():
     post_mean, post_std = (t.item() for t in MODEL.posterior(1.0))
     fig = draw_elbo_gap(MODEL, 1.0, post_mean, math.log(post_std))
     assert "gap = KL = 0.000" in fig._suptitle.get_text()
+    # The title clamps the gap at 0, so it cannot show an ELBO above log p(x). The red segment is
+    # drawn from the unclamped values (ELBO, log p(x)): check its signed length, and the exact values.
+    unclamped = (MODEL.log_marginal(1.0) - MODEL.elbo(1.0, post_mean, post_std)).item()
+    assert unclamped == pytest.approx(0.0, abs=1e-12)
+    for ax in fig.axes[1:]:
+        segment = [line for line in ax.lines if line.get_label().startswith("gap")][0]
+        low, high = segment.get_ydata()
+        assert high - low == pytest.approx(0.0, abs=1e-12)
     plt.close(fig)
+
+
+def test_draw_elbo_gap_segment_is_the_signed_gap_and_never_negative():
+    # Away from the posterior, the segment's signed length is log p(x) - ELBO >= 0; an ELBO above
+    # log p(x) would make it negative, which the clamped title would hide.
+    for q_mean, q_log_std in ((0.0, 0.0), (1.5, -2.0), (-1.0, 0.8)):
+        fig = draw_elbo_gap(MODEL, 1.0, q_mean, q_log_std)
+        segment = [line for line in fig.axes[1].lines if line.get_label().startswith("gap")][0]
+        low, high = segment.get_ydata()
+        exact = (MODEL.log_marginal(1.0) - MODEL.elbo(1.0, q_mean, math.exp(q_log_std))).item()
+        assert high - low == pytest.approx(exact, abs=1e-12) and high - low > 0
+        plt.close(fig)
 
 
 @pytest.mark.parametrize("args", [("model", 1.0, 0.0, 0.0), (MODEL, None, 0.0, 0.0), (MODEL, 1.0, "0", 0.0),
