@@ -98,8 +98,9 @@ def nearest_distance(queries: torch.Tensor, reference: torch.Tensor, batch_size:
     """For each row of ``queries`` (M, D), the Euclidean distance to its nearest row of ``reference`` (N, D).
 
     Returns ``(distance, index)``, both of shape (M,), on ``reference``'s device; computed in
-    chunks of ``batch_size`` queries with |a - b|^2 = |a|^2 - 2 a.b + |b|^2. Notebook 06 uses
-    it in pixel space, to ask how close a decoded prior sample comes to any training image.
+    chunks of ``batch_size`` queries with |a - b|^2 = |a|^2 - 2 a.b + |b|^2. Introduced in
+    notebook 06, in pixel space (how close does a decoded prior sample come to a training image?)
+    and in latent space (inside :func:`hole_fraction`).
     """
     for name, t in (("queries", queries), ("reference", reference)):
         if not isinstance(t, torch.Tensor) or t.ndim != 2 or len(t) == 0 or not t.is_floating_point():
@@ -109,13 +110,14 @@ def nearest_distance(queries: torch.Tensor, reference: torch.Tensor, batch_size:
         raise ValueError(f"queries have {queries.shape[1]} features but reference has {reference.shape[1]}")
     _positive_int(batch_size, "batch_size")
     ref = reference.float()
-    ref_sq = ref.pow(2).sum(dim=1)
+    ref_t, ref_sq = ref.T.contiguous(), ref.pow(2).sum(dim=1)
     dists, idxs = [], []
     for start in range(0, len(queries), batch_size):
         q = queries[start : start + batch_size].to(ref.device, torch.float32)
-        d2 = q.pow(2).sum(dim=1, keepdim=True) - 2 * q @ ref.T + ref_sq
-        best, idx = d2.min(dim=1)
-        dists.append(best.clamp_min(0).sqrt())
+        # |b|^2 - 2 a.b in one fused call; |a|^2 is the same along a row, so it is added after the min.
+        partial = torch.addmm(ref_sq, q, ref_t, alpha=-2)
+        best, idx = partial.min(dim=1)
+        dists.append((best + q.pow(2).sum(dim=1)).clamp_min(0).sqrt())
         idxs.append(idx)
     return torch.cat(dists), torch.cat(idxs)
 
@@ -135,9 +137,9 @@ def hole_fraction(z: torch.Tensor, train_codes: torch.Tensor, test_codes: torch.
     if not (isinstance(quantile, float) and 0 < quantile < 1):
         raise ValueError(f"quantile must be a float strictly between 0 and 1, got {quantile!r}")
     reference = train_codes.detach().float().cpu()
-    typical, _ = nearest_distance(test_codes.detach().float().cpu(), reference, batch_size=1024)
+    typical, _ = nearest_distance(test_codes.detach().float().cpu(), reference)
     threshold = torch.quantile(typical, quantile)
-    distance, _ = nearest_distance(z.detach().float().cpu(), reference, batch_size=1024)
+    distance, _ = nearest_distance(z.detach().float().cpu(), reference)
     return (distance > threshold).float().mean().item()
 
 
