@@ -16,7 +16,10 @@ A *model* argument is either a VAE (anything with ``encode`` and ``decode_logits
 :class:`vae_lib.models.VAE`; its decoder is Bernoulli, its q(z|x) the encoder's Gaussian) or a
 function ``log_joint(x, z)`` with x of shape (N, D) and z of shape (S, N, d) returning log p(x, z)
 of shape (S, N); a function needs q's parameters ``q=(mu, logvar)`` for importance sampling. The
-estimators work in float64: the decoder runs in its own precision, its logits are then promoted.
+estimators work in float64: the decoder runs in its own precision and on its own device, its logits
+are then promoted. Apple's MPS has no float64, so for images on MPS the float64 work (and the
+results) live on the CPU. Random draws are made on the ``generator``'s device and then moved, so a CPU
+generator gives the same numbers on every device.
 """
 from __future__ import annotations
 
@@ -86,13 +89,25 @@ def _check_q(model, x: torch.Tensor, q) -> tuple[torch.Tensor, torch.Tensor]:
                          f"got {tuple(mu.shape)} and {tuple(logvar.shape)}")
     if not (torch.isfinite(mu).all() and torch.isfinite(logvar).all()):
         raise ValueError("q's mu or logvar contains NaN or inf")
-    return mu.detach().to(DTYPE), logvar.detach().to(DTYPE)
+    work = _work_device(x.device)
+    return _f64(mu, work), _f64(logvar, work)
 
 
 def _check_generator(generator) -> torch.Generator | None:
     if generator is not None and not isinstance(generator, torch.Generator):
         raise ValueError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
     return generator
+
+
+def _work_device(device: torch.device | str) -> torch.device:
+    """Where the float64 work happens: ``device`` itself, or the CPU for MPS (which has no float64)."""
+    device = torch.device(device)
+    return torch.device("cpu") if device.type == "mps" else device
+
+
+def _f64(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``t`` as float64 on ``device``, moved first (so that an MPS tensor is never cast to float64 on MPS)."""
+    return t.detach().to(device).to(DTYPE)
 
 
 # --------------------------------------------------------------------------- small pieces
@@ -127,17 +142,20 @@ def vae_log_joint(model: nn.Module) -> Callable[[torch.Tensor, torch.Tensor], to
     """
     if not _is_vae(model):
         raise ValueError(f"model must be a VAE with encode and decode_logits, got {type(model).__name__}")
-    dtype = next(model.parameters()).dtype
+    parameter = next(model.parameters())
 
     def log_joint(x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         if z.ndim != 3 or z.shape[1] != x.shape[0]:
             raise ValueError(f"z must have shape (S, {x.shape[0]}, latent_dim), got {tuple(z.shape)}")
+        work = _work_device(z.device)
         with torch.no_grad():
-            logits = model.decode_logits(z.reshape(-1, z.shape[-1]).to(dtype)).reshape(*z.shape[:2], -1)
+            z_model = z.reshape(-1, z.shape[-1]).to(parameter.dtype).to(parameter.device)
+            logits = model.decode_logits(z_model).reshape(*z.shape[:2], -1)
             # Per pixel in the decoder's precision (each term is accurate to ~1e-7 of itself); the sum
             # over 784 pixels, where float32 rounding would add up, in float64.
-            log_lik = (x.to(logits.dtype) * logits - F.softplus(logits)).to(DTYPE).sum(-1)
-        return _log_prior(z.to(DTYPE)) + log_lik
+            terms = x.to(logits.device, logits.dtype) * logits - F.softplus(logits)
+            log_lik = _f64(terms, work).sum(-1)
+        return _log_prior(_f64(z, work)) + log_lik
 
     return log_joint
 
@@ -149,7 +167,8 @@ def importance_log_weights(model, x: torch.Tensor, n_samples: int, q=None, batch
                            generator: torch.Generator | None = None, progress: bool = False) -> torch.Tensor:
     """Log importance weights log p(x, z_i) - log q(z_i|x) for z_i ~ q(z|x), i = 1..n_samples.
 
-    Returns a float64 tensor of shape (n_samples, N), one column per image. Their mean over i is
+    Returns a float64 tensor of shape (n_samples, N), one column per image (on x's device, or on
+    the CPU for MPS). Their mean over i is
     the Monte Carlo ELBO; groups of k of them give IWAE_k (:func:`iwae_from_log_weights`).
     ``model`` is a VAE or a ``log_joint`` function (see the module's docstring); ``q`` overrides
     the encoder's (mu, logvar). Images go ``batch_size`` at a time (default: as many as keep
@@ -167,7 +186,8 @@ def importance_log_weights(model, x: torch.Tensor, n_samples: int, q=None, batch
         batch_size = max(1, min(n, MAX_ROWS // n_samples))
     batch_size = _positive_int(batch_size, "batch_size")
     chunk = max(1, MAX_ROWS // batch_size)  # samples per decoder call
-    out = torch.empty(n_samples, n, dtype=DTYPE, device=x.device)
+    work = mu.device  # float64 work: x's device, or the CPU for MPS
+    out = torch.empty(n_samples, n, dtype=DTYPE, device=work)
     starts = range(0, n, batch_size)
     if progress:
         from tqdm.auto import tqdm
@@ -178,7 +198,8 @@ def importance_log_weights(model, x: torch.Tensor, n_samples: int, q=None, batch
         std = (0.5 * lvb).exp()
         for s in range(0, n_samples, chunk):
             m = min(chunk, n_samples - s)
-            eps = torch.randn((m, *mub.shape), dtype=DTYPE, device=x.device, generator=generator)
+            where = generator.device if generator is not None else work
+            eps = torch.randn((m, *mub.shape), dtype=DTYPE, device=where, generator=generator).to(work)
             z = mub + std * eps
             log_q = -0.5 * (_LOG_2PI + lvb + eps**2).sum(-1)
             values = log_joint(xb, z)
@@ -186,7 +207,7 @@ def importance_log_weights(model, x: torch.Tensor, n_samples: int, q=None, batch
                 got = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
                 raise ValueError(f"log_joint(x, z) must return shape ({m}, {xb.shape[0]}) for z of shape "
                                  f"{tuple(z.shape)}; got {got}")
-            out[s:s + m, start:start + xb.shape[0]] = values.to(DTYPE) - log_q
+            out[s:s + m, start:start + xb.shape[0]] = _f64(values, work) - log_q
     return out
 
 
@@ -226,7 +247,7 @@ def iwae_bound(model, x: torch.Tensor, k: int, q=None, batch_size: int | None = 
         batch_size = max(1, min(n, MAX_ROWS // min(k, MAX_ROWS)))
     batch_size = _positive_int(batch_size, "batch_size")
     chunk = max(1, MAX_ROWS // batch_size)
-    result = torch.empty(n, dtype=DTYPE, device=x.device)
+    result = torch.empty(n, dtype=DTYPE, device=mu.device)
     starts = range(0, n, batch_size)
     if progress:
         from tqdm.auto import tqdm
@@ -265,7 +286,8 @@ class LatentGrid:
             raise ValueError(f"span (the half-width of the box) must be a positive number, got {span!r}")
         steps = _positive_int(steps, "steps", minimum=3)
         if steps % 2 == 0:
-            raise ValueError(f"steps must be odd (so that every other point is the grid of twice the step), got {steps}")
+            raise ValueError(f"steps must be odd (every other point then forms the grid of twice the step), "
+                             f"got {steps}")
         dim = _positive_int(dim, "dim")
         if dim > 3:
             raise ValueError(f"a grid in {dim} dimensions has steps**{dim} points; use importance sampling instead")
@@ -328,24 +350,25 @@ def grid_log_joint(model, x: torch.Tensor, grid: LatentGrid, chunk: int = 4096) 
     For a VAE the decoder runs once per grid point, not once per (image, point) pair: log p_theta(x|z)
     = sum_i [x_i a_i(z) - softplus(a_i(z))] is linear in x, so the whole table is one matrix
     product of the images with the grid's logits a(z_g). A ``log_joint`` function is called with
-    z of shape (chunk, N, d). ``chunk`` grid points are decoded at a time. Introduced in notebook 07.
+    z of shape (chunk, N, d). ``chunk`` grid points are decoded at a time. The table is on x's
+    device, or on the CPU for MPS. Introduced in notebook 07.
     """
     x = _check_x(x)
     grid = _check_grid(grid)
     _check_model(model, x)
     chunk = _positive_int(chunk, "chunk")
-    n, device = x.shape[0], x.device
-    points = grid.points.to(device)
-    table = torch.empty(n, len(grid), dtype=DTYPE, device=device)
+    n, work = x.shape[0], _work_device(x.device)
+    points = grid.points.to(work)
+    table = torch.empty(n, len(grid), dtype=DTYPE, device=work)
     if _is_vae(model):
         if model.latent_dim != grid.dim:
             raise ValueError(f"the model's latent space has {model.latent_dim} dimensions but the grid {grid.dim}")
-        dtype = next(model.parameters()).dtype
-        x64 = x.to(DTYPE)
+        parameter = next(model.parameters())
+        x64 = _f64(x, work)
         with torch.no_grad():
             for s in range(0, len(grid), chunk):
                 z = points[s:s + chunk]
-                logits = model.decode_logits(z.to(dtype)).to(DTYPE)
+                logits = _f64(model.decode_logits(z.to(parameter.dtype).to(parameter.device)), work)
                 table[:, s:s + chunk] = x64 @ logits.T - F.softplus(logits).sum(-1) + _log_prior(z)
     else:
         for s in range(0, len(grid), chunk):
@@ -354,7 +377,7 @@ def grid_log_joint(model, x: torch.Tensor, grid: LatentGrid, chunk: int = 4096) 
             if not isinstance(values, torch.Tensor) or values.shape != (z.shape[0], n):
                 raise ValueError(f"log_joint(x, z) must return shape ({z.shape[0]}, {n}) for z of shape "
                                  f"({z.shape[0]}, {n}, {grid.dim})")
-            table[:, s:s + chunk] = values.to(DTYPE).T
+            table[:, s:s + chunk] = _f64(values, work).T
     return table
 
 
@@ -419,13 +442,14 @@ def grid_moments(log_density: torch.Tensor, grid: LatentGrid) -> tuple[torch.Ten
     return mean, second - mean[:, :, None] * mean[:, None, :]
 
 
-def _check_gaussian(mu, logvar, n: int, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _check_gaussian(mu, logvar, n: int, dim: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     if not (isinstance(mu, torch.Tensor) and isinstance(logvar, torch.Tensor)) or mu.shape != (n, dim) \
             or logvar.shape != mu.shape:
         raise ValueError(f"mu and logvar must both be tensors of shape ({n}, {dim})")
     if not (torch.isfinite(mu).all() and torch.isfinite(logvar).all()):
         raise ValueError("mu or logvar contains NaN or inf")
-    return mu.to(DTYPE), logvar.to(DTYPE)
+    # Moved before the cast: mu may come from an encoder on MPS, which has no float64.
+    return mu.to(device).to(DTYPE), logvar.to(device).to(DTYPE)
 
 
 def _gaussian_elbo(values: torch.Tensor, axes: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -454,7 +478,7 @@ def gaussian_elbo_grid(table: torch.Tensor, grid: LatentGrid, mu: torch.Tensor, 
     """
     grid = _check_grid(grid)
     table = _check_table(table, grid)
-    mu, logvar = _check_gaussian(mu, logvar, table.shape[0], grid.dim)
+    mu, logvar = _check_gaussian(mu, logvar, table.shape[0], grid.dim, table.device)
     axes = grid.axes.to(table.device).expand(table.shape[0], -1, -1)
     return _gaussian_elbo(table, axes, mu, logvar)
 
@@ -513,7 +537,7 @@ def fit_gaussian_grid(table: torch.Tensor, grid: LatentGrid, mu: torch.Tensor, l
     """
     grid = _check_grid(grid)
     table = _check_table(table, grid)
-    mu0, logvar0 = _check_gaussian(mu, logvar, table.shape[0], grid.dim)
+    mu0, logvar0 = _check_gaussian(mu, logvar, table.shape[0], grid.dim, table.device)
     mu0, logvar0 = mu0.detach(), logvar0.detach()
     steps = _positive_int(steps, "steps")
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (math.isfinite(lr) and lr > 0):

@@ -137,7 +137,7 @@ def fit(
         start = time.perf_counter()
         totals = torch.zeros(3, device=device)
         bar = tqdm(train.batches(batch_size), total=steps, desc=f"epoch {epoch}/{epochs}",
-                   disable=not progress, leave=False, mininterval=0.5)
+                   disable=not progress, leave=False, mininterval=2.0)
         for step, (x, _) in enumerate(bar, 1):
             if binarize:
                 x = torch.bernoulli(x)
@@ -147,7 +147,7 @@ def fit(
             optimizer.step()
             totals += torch.stack([terms.loss, terms.recon, terms.kl]).detach()
             if progress and step % 50 == 0:
-                bar.set_postfix(loss=f"{totals[0].item() / min(step * batch_size, n):.2f}")
+                bar.set_postfix(loss=f"{totals[0].item() / min(step * batch_size, n):.2f}", refresh=False)
         bar.close()
         train_loss, train_recon, train_kl = (totals / n).tolist()
         if not math.isfinite(train_loss):
