@@ -13,7 +13,7 @@ help:
 	@echo "make test    unit tests + browser tests + every notebook under nbval"
 	@echo "make browser only the browser tests (notebooks in JupyterLab, sliders moved in Chromium)"
 	@echo "make course  execute every notebook headless and refresh figures/"
-	@echo "make bench   training-speed benchmarks (benchmarks/)"
+	@echo "make bench   training-speed benchmarks and every notebook timed under nbval (benchmarks/)"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,7 +43,7 @@ course: setup
 	$(PY) -m vae_lib.course
 
 bench: setup
-	$(PY) -m benchmarks.run
+	$(PY) -m benchmarks.run --course
 
 clean:
 	rm -rf outputs .pytest_cache

@@ -1,8 +1,16 @@
-"""The benchmark's own arithmetic: the FLOP count behind the floor, and the report's table."""
+"""The benchmark's own arithmetic and measurements: the FLOP floor, the step's anatomy, peak memory
+and the report's table."""
+from pathlib import Path
+
+import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.run import epoch_flops, markdown, matmul_throughput
+from benchmarks.run import (
+    course_epochs, cuda_graph_epochs, epoch_flops, fresh_model, markdown, matmul_throughput, peak_memory_mb,
+    reset_peak_memory, step_anatomy,
+)
+from vae_lib.data import Split
 from vae_lib.models import VAE
 from vae_lib.training import model_loss
 
@@ -28,7 +36,68 @@ def test_markdown_table_has_one_row_per_variant():
               "torchvision": "0.29", "python": "3.11", "date": "2026-11-21",
               "floor": {"epoch_gflop": 189.0, "matmul_gflops": 100.0, "seconds": 1.89},
               "variants": [dict(row, variant="textbook", ratio_to_textbook=1.0), row],
-              "course": [{"notebook": "01_elbo.ipynb", "seconds": 20.0, "passed": True}]}
+              "course": [{"notebook": "01_elbo.ipynb", "seconds": 20.0, "passed": True}],
+              "anatomy": {"batch_size": 128, "steps": 300, "floor_ms": 2.4, "matmuls_alone_ms": 2.5,
+                          "bernoulli_loss_alone_ms": 0.4,
+                          "ms_per_step": {"batch": 0.1, "forward": 1.5, "backward": 2.0, "adam": 0.4,
+                                          "adam_default_kernel": 1.2, "total": 4.0}}}
     text = markdown(report)
     assert "| course | 128 | 0.001 | 2.000 | 30,000 | 0.250 | 1.40 | 900 | 264.50 |" in text
     assert "| **all notebooks** | **20.0** |" in text
+    assert "| zero the gradients, backward pass | 2.000 | 50% |" in text
+    assert "| **step** | **4.000** | |" in text
+    assert "five large matmuls take 2.500 ms (the floor per step is 2.400 ms)" in text
+
+
+def test_step_anatomy_times_every_part_of_a_real_step():
+    split = Split(torch.rand(8 * 30, 784), torch.zeros(8 * 30, dtype=torch.long), ("a",), "mnist", True)
+    init_state = VAE(latent_dim=2, hidden_dim=400).state_dict()
+    a = step_anatomy(split, init_state, torch.device("cpu"), batch=8, steps=5)
+    ms = a["ms_per_step"]
+    assert set(ms) == {"batch", "forward", "backward", "adam", "adam_default_kernel", "total"}
+    assert all(v > 0 for v in ms.values())
+    assert abs(ms["total"] - (ms["batch"] + ms["forward"] + ms["backward"] + ms["adam"])) < 1e-9
+    assert a["matmuls_alone_ms"] > 0 and a["bernoulli_loss_alone_ms"] > 0
+    with pytest.raises(ValueError, match="needs at least 45 batches of 8"):
+        step_anatomy(split, init_state, torch.device("cpu"), batch=8, steps=25)
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux's /proc/self/clear_refs")
+def test_peak_memory_is_per_variant_on_the_cpu():
+    """Each variant's peak is its own: a big allocation before the reset does not count after it."""
+    cpu = torch.device("cpu")
+    reset_peak_memory(cpu)
+    big = torch.ones(50_000_000)  # 200 MB, touched
+    with_big = peak_memory_mb(cpu)
+    del big
+    reset_peak_memory(cpu)
+    after_reset = peak_memory_mb(cpu)
+    assert with_big - after_reset > 150
+    small = torch.ones(5_000_000)  # 20 MB
+    assert peak_memory_mb(cpu) - after_reset < 100
+    del small
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the CUDA-graph variant needs a CUDA GPU")
+def test_cuda_graph_variant_trains_like_the_eager_course_step():
+    """Replaying the captured step trains the model as the eager step does: same start, similar end."""
+    cuda = torch.device("cuda")
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 2, (2000,), generator=g)
+    base = torch.zeros(2, 784)
+    base[0, :392], base[1, 392:] = 0.9, 0.9
+    images = (base[labels] + 0.05 * torch.rand(2000, 784, generator=g)).clamp(0, 1)
+    split = Split(images, labels, ("top", "bottom"), "mnist", True).to(cuda)
+    torch.manual_seed(0)
+    init_state = VAE(latent_dim=2, hidden_dim=400).state_dict()
+    start_loss = model_loss(fresh_model(cuda, init_state), split.images, reduction="mean").loss.item()
+    losses = {}
+    for name, run in (("eager", course_epochs), ("graph", cuda_graph_epochs)):
+        model = fresh_model(cuda, init_state)
+        torch.manual_seed(1)
+        seconds = run(model, split, 3, 128, 1e-3, cuda)  # 2000 = 15 full batches + a partial one of 80
+        assert len(seconds) == 3 and all(s > 0 for s in seconds)
+        with torch.no_grad():
+            losses[name] = model_loss(model, split.images, reduction="mean").loss.item()
+    assert losses["graph"] < 0.8 * start_loss, (start_loss, losses)
+    assert abs(losses["graph"] - losses["eager"]) < 0.05 * losses["eager"], losses
