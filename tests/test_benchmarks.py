@@ -10,9 +10,10 @@ from benchmarks.run import (
     course_epochs, cuda_graph_epochs, epoch_flops, fresh_model, markdown, matmul_throughput, peak_memory_mb,
     reset_peak_memory, step_anatomy,
 )
-from vae_lib.data import Split
 from vae_lib.models import VAE
 from vae_lib.training import model_loss
+
+from splits import make_split
 
 
 def test_epoch_flops_matches_torchs_flop_counter():
@@ -50,7 +51,7 @@ def test_markdown_table_has_one_row_per_variant():
 
 
 def test_step_anatomy_times_every_part_of_a_real_step():
-    split = Split(torch.rand(8 * 30, 784), torch.zeros(8 * 30, dtype=torch.long), ("a",), "mnist", True)
+    split = make_split(8 * 30)
     init_state = VAE(latent_dim=2, hidden_dim=400).state_dict()
     a = step_anatomy(split, init_state, torch.device("cpu"), batch=8, steps=5)
     ms = a["ms_per_step"]
@@ -82,12 +83,7 @@ def test_peak_memory_is_per_variant_on_the_cpu():
 def test_cuda_graph_variant_trains_like_the_eager_course_step():
     """Replaying the captured step trains the model as the eager step does: same start, similar end."""
     cuda = torch.device("cuda")
-    g = torch.Generator().manual_seed(0)
-    labels = torch.randint(0, 2, (2000,), generator=g)
-    base = torch.zeros(2, 784)
-    base[0, :392], base[1, 392:] = 0.9, 0.9
-    images = (base[labels] + 0.05 * torch.rand(2000, 784, generator=g)).clamp(0, 1)
-    split = Split(images, labels, ("top", "bottom"), "mnist", True).to(cuda)
+    split = make_split(2000).to(cuda)
     torch.manual_seed(0)
     init_state = VAE(latent_dim=2, hidden_dim=400).state_dict()
     start_loss = model_loss(fresh_model(cuda, init_state), split.images, reduction="mean").loss.item()

@@ -11,15 +11,7 @@ from vae_lib.models import VAE, AutoEncoder
 from vae_lib.training import History, adam, evaluate, fit, model_loss
 from vae_lib.utils import describe_device, get_device, set_seed
 
-
-def make_split(n=256, train=True, seed=0):
-    """Two clusters of simple binary-ish images, so a tiny model can learn something quickly."""
-    g = torch.Generator().manual_seed(seed)
-    labels = torch.randint(0, 2, (n,), generator=g)
-    base = torch.zeros(2, 784)
-    base[0, :392], base[1, 392:] = 0.9, 0.9
-    images = (base[labels] + 0.05 * torch.rand(n, 784, generator=g)).clamp(0, 1)
-    return Split(images, labels, ("top", "bottom"), "mnist", train)
+from splits import make_split
 
 
 def test_fit_lowers_the_loss_and_records_history():
