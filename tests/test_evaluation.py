@@ -447,3 +447,35 @@ def test_draw_beta_vae_draws_the_chosen_model_and_rejects_unknown_betas():
         draw_beta_vae(results, 2.0)
     with pytest.raises(ValueError, match="non-empty"):
         draw_beta_vae([], 1.0)
+
+
+# --- every VAE of the course, with any likelihood (notebooks 08-11) ----------------------------
+
+def test_the_generic_grid_path_agrees_with_the_fast_bernoulli_path():
+    torch.manual_seed(0)
+    model = VAE(latent_dim=2, hidden_dim=16)
+    x = torch.rand(5, 784)
+    grid = LatentGrid(3.0, 21)
+    fast = grid_log_joint(model, x, grid)
+    generic = grid_log_joint(vae_log_joint(model), x, grid)    # a log_joint function: one decode per pair
+    # The fast path takes the float32 logits into float64 before the softplus; the generic one computes
+    # each pixel's term in float32 (relative error ~6e-8 of a term of order 1) and sums 784 of them.
+    assert torch.allclose(fast, generic, rtol=0, atol=784 * 1.2e-7)
+    assert not torch.allclose(fast, generic + 0.01, rtol=0, atol=784 * 1.2e-7)
+
+
+def test_importance_weights_use_the_models_own_likelihood():
+    torch.manual_seed(0)
+    model = VAE(latent_dim=2, hidden_dim=16, likelihood="gaussian-learned")
+    x = torch.rand(3, 784)
+    mu, logvar = torch.zeros(3, 2), torch.zeros(3, 2)          # q = the prior, so log p(z) - log q(z) = 0
+    log_w = importance_log_weights(model, x, 4, q=(mu, logvar), generator=gen(1))
+    eps = torch.randn((4, 3, 2), dtype=F64, generator=gen(1))
+    with torch.no_grad():
+        params = model.decode_logits(eps.float().reshape(-1, 2)).reshape(4, 3, -1).double()
+    mean, raw = params.chunk(2, dim=-1)
+    sigma = (-7 + torch.nn.functional.softplus(raw + 7)).exp()
+    expected = torch.distributions.Normal(torch.sigmoid(mean), sigma).log_prob(x.double()).sum(-1)
+    assert torch.allclose(log_w, expected, rtol=1e-5)
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        importance_log_weights(model, x * 300, 4)

@@ -115,10 +115,12 @@ def test_autoencoder_and_gaussian_and_binarized_training():
     x = make_split(8).images
     torch.manual_seed(7)
     logits, _, _ = vae(x)
-    expected = 0.5 * (x - torch.sigmoid(logits)).pow(2).sum(1)  # the Gaussian term takes pixel means
+    # The seed's "MSE": -log N(x; sigmoid(logits), I) with its constant, a true negative log density.
+    expected = 0.5 * (x - torch.sigmoid(logits)).pow(2).sum(1) + 0.5 * 784 * math.log(2 * math.pi)
     torch.manual_seed(7)
     got = model_loss(vae, x, likelihood="gaussian", reduction="none").recon
     assert torch.allclose(got.detach(), expected.detach(), rtol=1e-5)
+    assert vae.likelihood.name == "gaussian", "training with a likelihood makes it the model's"
     h = fit(VAE(hidden_dim=16), make_split(64), epochs=1, binarize=True, progress=False)
     assert math.isfinite(h.train_loss[0])
 
@@ -169,9 +171,22 @@ def test_config_key_depends_on_every_field():
     for change in ({"dataset": "fashion-mnist"}, {"latent_dim": 3}, {"lr": 2e-3}, {"seed": 1}, {"beta": 2.0}):
         other = TrainConfig(**{**CFG.to_dict(), **change})
         assert other.key() != CFG.key() and checkpoint_path(other) != checkpoint_path(CFG)
+    for change in ({"channels": 16}, {"warmup_epochs": 3}, {"free_bits": 0.5}):
+        assert TrainConfig(**{**CFG.to_dict(), **change}).key() != CFG.key()
     assert TrainConfig().to_dict() == {
         "dataset": "mnist", "model": "vae", "latent_dim": 2, "hidden_dim": 400, "epochs": 10, "batch_size": 128,
-        "lr": 1e-3, "likelihood": "bernoulli", "beta": 1.0, "binarize": False, "seed": 0}
+        "lr": 1e-3, "likelihood": "bernoulli", "beta": 1.0, "binarize": False, "seed": 0,
+        "channels": 32, "warmup_epochs": 0, "free_bits": 0.0}
+
+
+def test_fields_added_later_keep_the_existing_checkpoint_names():
+    """These names were written by notebooks 04-07 before TrainConfig grew fields for Part II."""
+    assert TrainConfig(dataset="fashion-mnist").filename() == "vae_fashion-mnist_z2_h400_e10_297298541dff.pt"
+    assert TrainConfig(dataset="fashion-mnist", model="ae").filename() == "ae_fashion-mnist_z2_h400_e10_02e0ebf8cc44.pt"
+    assert TrainConfig(dataset="fashion-mnist", latent_dim=10, epochs=5).key() == "00d39f51af52"
+    assert TrainConfig(dataset="fashion-mnist", latent_dim=20, binarize=True, epochs=4).key() == "b7ec7f115cd7"
+    conv = TrainConfig(dataset="fashion-mnist", model="conv", channels=16)
+    assert conv.filename().startswith("conv_fashion-mnist_z2_c16_e10_")
 
 
 def test_train_or_load_trains_once_then_loads(tmp_path):
@@ -319,3 +334,200 @@ def test_fit_and_evaluate_on_the_gpu():
     assert order[0].device.type == device.type
     with pytest.raises(ValueError, match="use split.to"):
         fit(model, train, make_split(8, False), epochs=1, progress=False)
+
+
+# --- the KL term in practice (notebook 10) ---------------------------------------------------
+
+def test_kl_weight_warms_up_linearly():
+    from vae_lib.training import kl_weight
+
+    assert [kl_weight(e, 1.0, 4) for e in (1, 2, 3, 4, 5)] == [0.25, 0.5, 0.75, 1.0, 1.0]
+    assert kl_weight(1, 1.0, 100) == 0.01 and kl_weight(7, 0.5, 0) == 0.5
+    for bad in ({"epoch": 0}, {"epoch": 1.5}, {"warmup_epochs": -1}, {"beta": -1.0}):
+        with pytest.raises(ValueError):
+            kl_weight(**{"epoch": 1, "beta": 1.0, "warmup_epochs": 2, **bad})
+
+
+def test_free_bits_clamp_each_dimensions_batch_mean():
+    from vae_lib.training import free_bits_kl
+
+    kl = torch.tensor([[0.1, 2.0, 0.0], [0.3, 4.0, 0.0]], requires_grad=True)   # batch means 0.2, 3.0, 0.0
+    assert free_bits_kl(kl, 0.0).item() == pytest.approx(6.4)
+    assert free_bits_kl(kl, 0.5).item() == pytest.approx(2 * (0.5 + 3.0 + 0.5))
+    free_bits_kl(kl, 0.5).backward()
+    # Below lambda a dimension gets no gradient (it may rest at the prior); above, the plain one.
+    assert torch.equal(kl.grad, torch.tensor([[0.0, 1.0, 0.0], [0.0, 1.0, 0.0]]))
+    with pytest.raises(ValueError, match="free_bits"):
+        free_bits_kl(kl, -0.1)
+    with pytest.raises(ValueError, match="shape"):
+        free_bits_kl(torch.zeros(3), 0.5)
+
+
+def test_history_reports_the_true_elbo_not_the_objective():
+    """During warm-up the objective (recon + beta_t KL) is below the -ELBO; after it they agree."""
+    set_seed(0)
+    model = VAE(latent_dim=2, hidden_dim=32)
+    h = fit(model, make_split(256), make_split(64, False, seed=1), epochs=5, batch_size=32, lr=3e-3,
+            warmup_epochs=3, progress=False)
+    assert h.beta == pytest.approx([1 / 3, 2 / 3, 1.0, 1.0, 1.0])
+    for e in range(5):
+        assert h.train_loss[e] == pytest.approx(h.train_recon[e] + h.train_kl[e], rel=1e-5)
+        assert h.test_loss[e] == pytest.approx(h.test_recon[e] + h.test_kl[e], rel=1e-5)
+        expected = h.train_recon[e] + h.beta[e] * h.train_kl[e]
+        assert h.train_objective[e] == pytest.approx(expected, rel=1e-5)
+    assert all(h.train_loss[e] - h.train_objective[e] > 0.1 for e in (0, 1)), "warm-up: they differ"
+    assert all(h.train_loss[e] == pytest.approx(h.train_objective[e], rel=1e-6) for e in (2, 3, 4))
+    # The test loss is the true -ELBO too: the same as evaluate's, which knows nothing of the objective.
+    assert h.test_loss[-1] == pytest.approx(evaluate(model, make_split(64, False, seed=1))["loss"], rel=0.05)
+
+
+def test_free_bits_raise_the_objective_above_the_elbo_where_the_kl_is_small():
+    set_seed(0)
+    model = VAE(latent_dim=8, hidden_dim=32)
+    h = fit(model, make_split(128), epochs=2, batch_size=32, free_bits=2.0, progress=False)
+    assert all(obj > loss for obj, loss in zip(h.train_objective, h.train_loss))
+
+
+def test_callback_stops_and_first_epoch_continues_the_warm_up():
+    set_seed(0)
+    seen = []
+    h = fit(VAE(hidden_dim=8), make_split(64), epochs=5, batch_size=32, warmup_epochs=4, first_epoch=3,
+            progress=False, callback=lambda epoch, history: seen.append(epoch) or epoch == 4)
+    assert seen == [3, 4] and len(h) == 2 and h.beta == [0.75, 1.0] and not h.interrupted
+    with pytest.raises(ValueError, match="callback"):
+        fit(VAE(hidden_dim=8), make_split(16), callback=3, progress=False)
+    with pytest.raises(ValueError, match="first_epoch"):
+        fit(VAE(hidden_dim=8), make_split(16), first_epoch=0, progress=False)
+
+
+# --- nothing a learner trained is lost -------------------------------------------------------
+
+class _Interrupting(VAE):
+    """A VAE whose forward pass interrupts training at call ``at``: by raising, or by a real SIGINT."""
+
+    def __init__(self, at, how):
+        super().__init__(latent_dim=2, hidden_dim=16)
+        self.at, self.how, self.calls = at, how, 0
+
+    def forward(self, x, y=None):
+        self.calls += self.training
+        if self.training and self.calls == self.at:
+            if self.how == "raise":
+                raise KeyboardInterrupt
+            import os
+            import signal
+            os.kill(os.getpid(), signal.SIGINT)
+        return super().forward(x, y)
+
+
+def _steps_recorded(model):
+    """Adam whose every finished step keeps a copy of the weights."""
+    opt = adam(model.parameters(), lr=3e-3)
+    after = []
+    step = opt.step
+
+    def recording_step(*a, **k):
+        out = step(*a, **k)
+        after.append({k: v.clone() for k, v in model.state_dict().items()})
+        return out
+
+    opt.step = recording_step
+    return opt, after
+
+
+@pytest.mark.parametrize("how", ["raise", "signal"])
+def test_an_interrupt_stops_at_the_end_of_a_step_and_keeps_the_work(how, capsys):
+    set_seed(0)
+    split = make_split(96)                     # 3 steps of 32 per epoch
+    model = _Interrupting(at=3 + 2, how=how)   # in epoch 2, its 2nd step
+    opt, after = _steps_recorded(model)
+    h = fit(model, split, make_split(32, False), epochs=4, batch_size=32, optimizer=opt, progress=False)
+    assert h.interrupted and len(h) == 1 and len(h.test_loss) == 1
+    # A raised interrupt drops its unfinished step; a signal lets the current step finish first.
+    assert len(after) == (4 if how == "raise" else 5)
+    assert all(torch.equal(v, after[-1][k]) for k, v in model.state_dict().items()), "weights of the last step"
+    assert "Interrupted: 1 of 4 epochs completed" in capsys.readouterr().out
+    import signal
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "Ctrl-C behaves as before afterwards"
+
+
+def test_an_interrupted_run_is_not_saved(monkeypatch):
+    calls = {"n": 0}
+    forward = VAE.forward
+
+    def interrupting(self, x, y=None):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return forward(self, x, y)
+
+    monkeypatch.setattr(VAE, "forward", interrupting)
+    logs = []
+    model, history = train_or_load(CFG, make_split(64), progress=False, log=logs.append)
+    assert history.interrupted and len(history) < CFG.epochs and isinstance(model, VAE)
+    assert not checkpoint_path(CFG).exists() and "Not saved" in logs[-1]
+
+
+def test_a_failed_save_warns_and_returns_the_trained_model(tmp_path):
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where the checkpoint folder should be")
+    with pytest.warns(UserWarning, match="could not save it") as warned:
+        model, history = train_or_load(CFG, make_split(64), folder=blocker / "checkpoints", progress=False, log=None)
+    message = str(warned[0].message)
+    assert "VAE_CHECKPOINT_DIR" in message and str(blocker) in message
+    assert isinstance(model, VAE) and len(history) == CFG.epochs
+
+
+def test_a_checkpoint_from_other_code_is_reported_and_retrained(tmp_path):
+    from vae_lib import checkpoints
+
+    train_or_load(CFG, make_split(64), progress=False, log=None)
+    path = checkpoint_path(CFG)
+    payload = torch.load(path, weights_only=True)
+    payload["code"] = "0123456789abcdef"
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="made by other code"):
+        load_checkpoint(path, CFG)
+    logs = []
+    train_or_load(CFG, make_split(64), progress=False, log=logs.append)
+    assert "made by other code" in logs[0] and "saved to" in logs[-1]
+    assert torch.load(path, weights_only=True)["code"] == checkpoints.code_fingerprint("vae")
+
+
+def test_the_code_fingerprint_ignores_comments_and_docstrings_but_not_code():
+    from vae_lib.checkpoints import _code_without_docstrings, code_fingerprint
+
+    a = 'def f(x):\n    """Doc."""\n    return x + 1  # one\n'
+    b = 'def f(x):\n    """Another doc, longer."""\n    # a comment\n    return x + 1\n'
+    c = 'def f(x):\n    """Doc."""\n    return x + 2\n'
+    assert _code_without_docstrings(a) == _code_without_docstrings(b) != _code_without_docstrings(c)
+    drawing = a + '\n\ndef draw_it(ax):\n    return ax.plot([1, 2])\n'
+    assert _code_without_docstrings(drawing) == _code_without_docstrings(a), "a drawing function retrains nothing"
+    assert code_fingerprint() == code_fingerprint("vae") and len(code_fingerprint()) == 16
+    # Each kind also hashes its own module: the conv net's code does not decide an MLP's checkpoint.
+    assert code_fingerprint("conv") != code_fingerprint("vae") == code_fingerprint("ae")
+
+
+class _Recorder(VAE):
+    def __init__(self):
+        super().__init__(latent_dim=2, hidden_dim=8)
+        self.seen = []
+
+    def forward(self, x, y=None):
+        if self.training:
+            self.seen.append(x.detach().clone())
+        return super().forward(x, y)
+
+
+def test_binarize_draws_a_fresh_binary_image_every_batch():
+    """Dynamic binarization samples: the binary pixels average to the grey levels, and epochs differ."""
+    grey = torch.linspace(0.02, 0.98, 784)
+    split = Split(grey.expand(256, -1).clone(), torch.zeros(256, dtype=torch.long), ("one",), "mnist", True)
+    set_seed(0)
+    model = _Recorder()
+    fit(model, split, epochs=20, batch_size=256, binarize=True, progress=False)
+    draws = torch.cat(model.seen)                                            # (5120, 784)
+    assert set(draws.unique().tolist()) == {0.0, 1.0}
+    se = (grey * (1 - grey) / len(draws)).sqrt()
+    assert ((draws.mean(0) - grey).abs() <= 5 * se).all(), "the binary pixels do not average to the grey levels"
+    assert not torch.equal(model.seen[0], model.seen[1]), "two epochs saw the same binary images"

@@ -2,17 +2,20 @@
 
 A checkpoint is a plain dict of tensors, numbers and strings, written atomically (to a temporary
 file in the same folder, then renamed) and read with ``torch.load(..., weights_only=True)``, which
-cannot run code from the file. A checkpoint that is unreadable, or whose configuration or weights
-do not match what was asked for, is reported and retrained, never used silently. Introduced in
-notebook 04.
+cannot run code from the file. It records what made it: the configuration and a fingerprint of the
+code that builds, trains and feeds the model (:func:`code_fingerprint`). A checkpoint that is
+unreadable, or whose configuration, code or weights do not match what is asked for now, is reported
+and retrained, never used silently. Introduced in notebook 04.
 """
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+import warnings
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -23,7 +26,47 @@ from .models import build_model
 from .training import History, fit
 from .utils import checkpoint_dir, set_seed
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: The modules whose code decides what a trained model is: the data, the likelihoods, the loss, the
+#: training loop and the models' shared base; each kind of model adds the module that defines it. A
+#: change to their code (not to their comments or docstrings) changes :func:`code_fingerprint`, and
+#: checkpoints made before it are retrained.
+CODE_MODULES = ("data", "likelihoods", "losses", "models", "training")
+KIND_MODULES = {"conv": ("conv",), "made": ("autoregressive",), "cvae": ("conditional",)}
+#: The fields TrainConfig had when the first checkpoints were written. Fields added since enter a
+#: checkpoint's key only when they differ from their defaults, so existing names stay valid.
+_FIRST_FIELDS = ("dataset", "model", "latent_dim", "hidden_dim", "epochs", "batch_size", "lr", "likelihood",
+                 "beta", "binarize", "seed")
+
+
+def _code_without_docstrings(source: str) -> str:
+    """The code of a module as a canonical string: no comments, docstrings, layout or drawing functions.
+
+    Top-level functions named ``draw_*`` only draw figures, so they do not decide what a model is.
+    """
+    tree = ast.parse(source)
+    tree.body = [node for node in tree.body if not (isinstance(node, ast.FunctionDef) and node.name.startswith("draw_"))]
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, annotate_fields=False)
+
+
+def code_fingerprint(kind: str = "vae") -> str:
+    """A short hash of the code that makes a model of ``kind``: :data:`CODE_MODULES` and the kind's own
+    module (:data:`KIND_MODULES`), without comments, docstrings, layout or ``draw_*`` functions.
+
+    Stored in every checkpoint; a checkpoint with another fingerprint was made by other code and is
+    retrained. Introduced in notebook 04.
+    """
+    digest = hashlib.sha256()
+    folder = Path(__file__).resolve().parent
+    for name in CODE_MODULES + KIND_MODULES.get(kind, ()):
+        digest.update(name.encode())
+        digest.update(_code_without_docstrings((folder / f"{name}.py").read_text(encoding="utf-8")).encode())
+    return digest.hexdigest()[:16]
 
 
 class CheckpointError(RuntimeError):
@@ -48,19 +91,34 @@ class TrainConfig:
     beta: float = 1.0
     binarize: bool = False
     seed: int = 0
+    channels: int = 32
+    warmup_epochs: int = 0
+    free_bits: float = 0.0
 
     def to_dict(self) -> dict:
         """The configuration as a plain dict (stored in the checkpoint and compared on load)."""
         return asdict(self)
 
     def key(self) -> str:
-        """A short stable hash of the configuration, used in the file name."""
-        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        """A short stable hash of the configuration, used in the file name.
+
+        Fields added after the first checkpoints enter it only when they differ from their
+        defaults, so a configuration that does not use them keeps its old name.
+        """
+        defaults = {f.name: f.default for f in fields(self)}
+        d = {k: v for k, v in self.to_dict().items() if k in _FIRST_FIELDS or v != defaults[k]}
+        blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
     def filename(self) -> str:
         """A readable file name that ends in the configuration's :meth:`key`."""
-        return f"{self.model}_{self.dataset}_z{self.latent_dim}_h{self.hidden_dim}_e{self.epochs}_{self.key()}.pt"
+        width = f"c{self.channels}" if self.model == "conv" else f"h{self.hidden_dim}"
+        return f"{self.model}_{self.dataset}_z{self.latent_dim}_{width}_e{self.epochs}_{self.key()}.pt"
+
+    def build(self) -> nn.Module:
+        """A fresh, untrained model of this configuration (:func:`vae_lib.models.build_model`)."""
+        return build_model(self.model, self.latent_dim, self.hidden_dim, likelihood=self.likelihood,
+                           channels=self.channels)
 
 
 def checkpoint_path(config: TrainConfig, folder: str | Path | None = None) -> Path:
@@ -78,6 +136,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, config: TrainConfig, his
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format_version": FORMAT_VERSION,
+        "code": code_fingerprint(config.model),
         "config": config.to_dict(),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "history": history.to_dict(),
@@ -114,7 +173,10 @@ def load_checkpoint(path: str | Path, config: TrainConfig, device: torch.device 
         raise CheckpointError(f"{path} is not a vae_lib checkpoint of format {FORMAT_VERSION}")
     if payload.get("config") != config.to_dict():
         raise CheckpointError(f"{path} was trained with {payload.get('config')}, not the requested {config.to_dict()}")
-    model = build_model(config.model, config.latent_dim, config.hidden_dim).to(device)
+    if payload.get("code") != code_fingerprint(config.model):
+        raise CheckpointError(f"{path} was made by other code (vae_lib's models, data or training changed since: "
+                              f"fingerprint {payload.get('code')}, now {code_fingerprint(config.model)})")
+    model = config.build().to(device)
     try:
         model.load_state_dict(payload["state_dict"])
         history = History.from_dict(payload["history"])
@@ -155,11 +217,25 @@ def train_or_load(
             if log:
                 log(f"Cannot use the checkpoint, training again: {err}")
     set_seed(config.seed)
-    model = build_model(config.model, config.latent_dim, config.hidden_dim).to(device)
+    model = config.build().to(device)
     history = fit(model, train, test, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
-                  likelihood=config.likelihood, beta=config.beta, binarize=config.binarize, progress=progress)
-    save_checkpoint(path, model, config, history)
+                  beta=config.beta, binarize=config.binarize, progress=progress,
+                  warmup_epochs=config.warmup_epochs, free_bits=config.free_bits)
+    model.eval()
+    if history.interrupted:
+        if log:
+            log(f"Not saved: the run stopped after {len(history)} of {config.epochs} epochs, so the next call "
+                "trains this configuration again from the start.")
+        return model, history
+    try:
+        save_checkpoint(path, model, config, history)
+    except (OSError, RuntimeError) as err:
+        # Minutes of training must not be lost to a full disk or a read-only folder.
+        warnings.warn(f"Trained {config.model} for {config.epochs} epochs but could not save it to {path} "
+                      f"({type(err).__name__}: {err}). The model and its history are returned; to keep it, free "
+                      "disk space or point VAE_CHECKPOINT_DIR at a writable folder and save again with "
+                      "vae_lib.checkpoints.save_checkpoint(path, model, config, history).", stacklevel=2)
+        return model, history
     if log:
         log(f"Trained {config.model} for {config.epochs} epochs; saved to {path}")
-    model.eval()
     return model, history

@@ -67,23 +67,25 @@ def dataset_name(name: str | None = None) -> str:
 class Split:
     """One split of a data set, held as tensors on one device.
 
-    ``images``: float32, shape (N, 784), values in [0, 1]. ``labels``: int64, shape (N,).
-    ``classes``: the class names, indexed by label. Introduced in notebook 04.
+    ``images``: float32, shape (N, 784), values in [0, 1]. ``labels``: int64, shape (N,), or
+    ``None`` for images without labels. ``classes``: the class names, indexed by label.
+    Introduced in notebook 04.
     """
 
     images: torch.Tensor
-    labels: torch.Tensor
+    labels: torch.Tensor | None
     classes: tuple[str, ...]
     dataset: str
     train: bool
 
     def __post_init__(self) -> None:
-        if self.images.ndim != 2 or self.images.shape[1] != INPUT_DIM:
-            raise ValueError(f"Split.images must have shape (N, {INPUT_DIM}), got {tuple(self.images.shape)}")
-        if self.labels.shape != (self.images.shape[0],):
-            raise ValueError(
-                f"Split.labels must have shape ({self.images.shape[0]},), got {tuple(self.labels.shape)}"
-            )
+        if not isinstance(self.images, torch.Tensor) or self.images.ndim != 2 or self.images.shape[1] != INPUT_DIM:
+            shape = tuple(self.images.shape) if isinstance(self.images, torch.Tensor) else type(self.images).__name__
+            raise ValueError(f"Split.images must have shape (N, {INPUT_DIM}), got {shape}")
+        if self.labels is not None and (not isinstance(self.labels, torch.Tensor)
+                                        or self.labels.shape != (self.images.shape[0],)):
+            shape = tuple(self.labels.shape) if isinstance(self.labels, torch.Tensor) else type(self.labels).__name__
+            raise ValueError(f"Split.labels must have shape ({self.images.shape[0]},) or be None, got {shape}")
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -99,7 +101,18 @@ class Split:
 
     def to(self, device: torch.device | str) -> "Split":
         """The same split on ``device`` (one copy of the whole tensor, not per batch)."""
-        return Split(self.images.to(device), self.labels.to(device), self.classes, self.dataset, self.train)
+        labels = None if self.labels is None else self.labels.to(device)
+        return Split(self.images.to(device), labels, self.classes, self.dataset, self.train)
+
+    def with_images(self, images: torch.Tensor) -> "Split":
+        """The same split (labels, classes, name) with other images, e.g. a binarized copy. Notebook 07."""
+        return Split(images, self.labels, self.classes, self.dataset, self.train)
+
+    def subset(self, index: torch.Tensor) -> "Split":
+        """The images (and labels) at ``index``, a tensor of row numbers or a boolean mask. Notebook 11."""
+        index = torch.as_tensor(index, device=self.device)
+        labels = None if self.labels is None else self.labels[index]
+        return Split(self.images[index], labels, self.classes, self.dataset, self.train)
 
     def batches(
         self, batch_size: int, shuffle: bool = True, generator: torch.Generator | None = None
@@ -119,10 +132,11 @@ class Split:
             order = torch.randperm(n, device=where, generator=generator).to(self.device)
             for start in range(0, n, batch_size):
                 idx = order[start : start + batch_size]
-                yield self.images[idx], self.labels[idx]
+                yield self.images[idx], None if self.labels is None else self.labels[idx]
         else:
             for start in range(0, n, batch_size):
-                yield self.images[start : start + batch_size], self.labels[start : start + batch_size]
+                rows = slice(start, start + batch_size)
+                yield self.images[rows], None if self.labels is None else self.labels[rows]
 
 
 def _missing(raw_folder: Path) -> list[str]:

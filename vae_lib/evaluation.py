@@ -12,8 +12,9 @@
 * The beta-VAE: :class:`BetaResult`, :func:`beta_result` and :func:`draw_beta_vae`, the drawing
   function of notebook 07's slider.
 
-A *model* argument is either a VAE (anything with ``encode`` and ``decode_logits``, such as
-:class:`vae_lib.models.VAE`; its decoder is Bernoulli, its q(z|x) the encoder's Gaussian) or a
+A *model* argument is either a VAE (anything with ``encode`` and ``decode_logits``, the interface of
+:class:`vae_lib.models.VAEBase`: its decoder's distribution is ``model.likelihood``, its q(z|x) the
+encoder's Gaussian; a conditional VAE also needs the images' ``labels``) or a
 function ``log_joint(x, z)`` with x of shape (N, D) and z of shape (S, N, d) returning log p(x, z)
 of shape (S, N); a function needs q's parameters ``q=(mu, logvar)`` for importance sampling. The
 estimators work in float64: the decoder runs in its own precision and on its own device, its logits
@@ -31,7 +32,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .losses import check_pixels
 
 DTYPE = torch.float64
 _LOG_2PI = math.log(2 * math.pi)
@@ -63,23 +63,27 @@ def _check_x(x, name: str = "x") -> torch.Tensor:
     return x
 
 
-def _check_model(model, x: torch.Tensor) -> None:
+def _check_model(model, x: torch.Tensor, labels=None) -> None:
     if _is_vae(model):
-        check_pixels(x, "bernoulli", name="x")
+        model.likelihood.check(x, name="x")
         if x.shape[1] != model.input_dim:
             raise ValueError(f"x has {x.shape[1]} pixels but the model expects {model.input_dim}")
+        if getattr(model, "conditional", False) and labels is None:
+            raise ValueError(f"{type(model).__name__} is conditional: pass the images' labels=...")
+        if labels is not None and (not isinstance(labels, torch.Tensor) or labels.shape != (x.shape[0],)):
+            raise ValueError(f"labels must be a tensor of shape ({x.shape[0]},), one per image")
     elif not callable(model):
         raise ValueError(f"model must be a VAE (with encode and decode_logits) or a function log_joint(x, z), "
                          f"got {type(model).__name__}")
 
 
-def _check_q(model, x: torch.Tensor, q) -> tuple[torch.Tensor, torch.Tensor]:
+def _check_q(model, x: torch.Tensor, q, labels=None) -> tuple[torch.Tensor, torch.Tensor]:
     """q(z|x)'s parameters (mu, logvar) as float64 tensors of shape (N, d)."""
     if q is None:
         if not _is_vae(model):
             raise ValueError("a log_joint function has no encoder: pass q=(mu, logvar), each of shape (N, latent_dim)")
         with torch.no_grad():
-            mu, logvar = model.encode(x)
+            mu, logvar = model.encode(x, labels)
     else:
         if not (isinstance(q, (tuple, list)) and len(q) == 2 and all(isinstance(t, torch.Tensor) for t in q)):
             raise ValueError("q must be a pair of tensors (mu, logvar)")
@@ -132,30 +136,40 @@ def _log_prior(z: torch.Tensor) -> torch.Tensor:
     return -0.5 * (_LOG_2PI + z**2).sum(-1)
 
 
-def vae_log_joint(model: nn.Module) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """The function log p_theta(x, z) = log p(z) + log p_theta(x|z) of a VAE with a Bernoulli decoder.
+def _decoder_log_joint(model: nn.Module, x: torch.Tensor, z: torch.Tensor, labels=None) -> torch.Tensor:
+    """log p(z) + log p_theta(x|z) for images x (N, D) and codes z (S, N, d): (S, N), float64."""
+    if z.ndim != 3 or z.shape[1] != x.shape[0]:
+        raise ValueError(f"z must have shape (S, {x.shape[0]}, latent_dim), got {tuple(z.shape)}")
+    work = _work_device(z.device)
+    parameter = next(model.parameters())
+    s = z.shape[0]
+    with torch.no_grad():
+        z_model = z.reshape(-1, z.shape[-1]).to(parameter.dtype).to(parameter.device)
+        y = None if labels is None else labels.to(parameter.device).repeat(s)
+        # An autoregressive decoder reads the image it scores (teacher forcing); the others ignore x.
+        x_model = x.to(parameter.device, parameter.dtype).repeat(s, 1) if model.autoregressive else None
+        params = model.decode_logits(z_model, y, x_model).reshape(*z.shape[:2], -1)
+        # Per pixel in the decoder's precision (each term is accurate to ~1e-7 of itself); the sum
+        # over 784 pixels, where float32 rounding would add up, in float64.
+        terms = model.likelihood.log_prob(params, x.to(params.device, params.dtype))
+        log_lik = _f64(terms, work).sum(-1)
+    return _log_prior(_f64(z, work)) + log_lik
+
+
+def vae_log_joint(model: nn.Module, labels: torch.Tensor | None = None) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The function log p_theta(x, z) = log p(z) + log p_theta(x|z) of a VAE, its decoder's
+    distribution being ``model.likelihood``.
 
     The returned ``log_joint(x, z)`` takes images x of shape (N, 784) and codes z of shape
-    (S, N, latent_dim) and returns (S, N) float64 values. log p_theta(x|z) is minus the BCE summed
-    over pixels, the reconstruction term of :func:`vae_lib.losses.bernoulli_nll`. Introduced in
-    notebook 07.
+    (S, N, latent_dim) and returns (S, N) float64 values. log p_theta(x|z) is the likelihood's
+    :meth:`~vae_lib.likelihoods.Likelihood.log_prob` summed over pixels (for the seed's Bernoulli,
+    minus the BCE). A conditional VAE needs the ``labels`` of those N images. Introduced in notebook 07.
     """
     if not _is_vae(model):
         raise ValueError(f"model must be a VAE with encode and decode_logits, got {type(model).__name__}")
-    parameter = next(model.parameters())
 
     def log_joint(x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        if z.ndim != 3 or z.shape[1] != x.shape[0]:
-            raise ValueError(f"z must have shape (S, {x.shape[0]}, latent_dim), got {tuple(z.shape)}")
-        work = _work_device(z.device)
-        with torch.no_grad():
-            z_model = z.reshape(-1, z.shape[-1]).to(parameter.dtype).to(parameter.device)
-            logits = model.decode_logits(z_model).reshape(*z.shape[:2], -1)
-            # Per pixel in the decoder's precision (each term is accurate to ~1e-7 of itself); the sum
-            # over 784 pixels, where float32 rounding would add up, in float64.
-            terms = x.to(logits.device, logits.dtype) * logits - F.softplus(logits)
-            log_lik = _f64(terms, work).sum(-1)
-        return _log_prior(_f64(z, work)) + log_lik
+        return _decoder_log_joint(model, x, z, labels)
 
     return log_joint
 
@@ -164,7 +178,8 @@ def vae_log_joint(model: nn.Module) -> Callable[[torch.Tensor, torch.Tensor], to
 
 
 def importance_log_weights(model, x: torch.Tensor, n_samples: int, q=None, batch_size: int | None = None,
-                           generator: torch.Generator | None = None, progress: bool = False) -> torch.Tensor:
+                           generator: torch.Generator | None = None, progress: bool = False,
+                           labels: torch.Tensor | None = None) -> torch.Tensor:
     """Log importance weights log p(x, z_i) - log q(z_i|x) for z_i ~ q(z|x), i = 1..n_samples.
 
     Returns a float64 tensor of shape (n_samples, N), one column per image (on x's device, or on
@@ -173,14 +188,19 @@ def importance_log_weights(model, x: torch.Tensor, n_samples: int, q=None, batch
     ``model`` is a VAE or a ``log_joint`` function (see the module's docstring); ``q`` overrides
     the encoder's (mu, logvar). Images go ``batch_size`` at a time (default: as many as keep
     about 8192 decoded rows in memory); the draws z = mu + sigma * eps use ``generator``.
-    Introduced in notebook 07.
+    ``labels``: the images' labels, for a conditional VAE. Introduced in notebook 07.
     """
     x = _check_x(x)
     n_samples = _positive_int(n_samples, "n_samples")
-    _check_model(model, x)
-    mu, logvar = _check_q(model, x, q)
+    _check_model(model, x, labels)
+    mu, logvar = _check_q(model, x, q, labels)
     generator = _check_generator(generator)
-    log_joint = vae_log_joint(model) if _is_vae(model) else model
+    if _is_vae(model):
+        def log_joint(xb, z, rows):
+            return _decoder_log_joint(model, xb, z, None if labels is None else labels[rows])
+    else:
+        def log_joint(xb, z, rows):
+            return model(xb, z)
     n = x.shape[0]
     if batch_size is None:
         batch_size = max(1, min(n, MAX_ROWS // n_samples))
@@ -202,7 +222,7 @@ def importance_log_weights(model, x: torch.Tensor, n_samples: int, q=None, batch
             eps = torch.randn((m, *mub.shape), dtype=DTYPE, device=where, generator=generator).to(work)
             z = mub + std * eps
             log_q = -0.5 * (_LOG_2PI + lvb + eps**2).sum(-1)
-            values = log_joint(xb, z)
+            values = log_joint(xb, z, slice(start, start + xb.shape[0]))
             if not isinstance(values, torch.Tensor) or values.shape != (m, xb.shape[0]):
                 got = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
                 raise ValueError(f"log_joint(x, z) must return shape ({m}, {xb.shape[0]}) for z of shape "
@@ -229,7 +249,8 @@ def iwae_from_log_weights(log_weights: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def iwae_bound(model, x: torch.Tensor, k: int, q=None, batch_size: int | None = None,
-               generator: torch.Generator | None = None, progress: bool = False) -> torch.Tensor:
+               generator: torch.Generator | None = None, progress: bool = False,
+               labels: torch.Tensor | None = None) -> torch.Tensor:
     """The importance-weighted bound IWAE_k = log (1/k) sum_{i<=k} p(x, z_i) / q(z_i|x), z_i ~ q(z|x).
 
     One estimate per image, shape (N,), float64. The k weights are summed with a running
@@ -240,8 +261,8 @@ def iwae_bound(model, x: torch.Tensor, k: int, q=None, batch_size: int | None = 
     """
     x = _check_x(x)
     k = _positive_int(k, "k")
-    _check_model(model, x)
-    mu, logvar = _check_q(model, x, q)
+    _check_model(model, x, labels)
+    mu, logvar = _check_q(model, x, q, labels)
     n = x.shape[0]
     if batch_size is None:
         batch_size = max(1, min(n, MAX_ROWS // min(k, MAX_ROWS)))
@@ -259,7 +280,7 @@ def iwae_bound(model, x: torch.Tensor, k: int, q=None, batch_size: int | None = 
         for s in range(0, k, chunk):
             m = min(chunk, k - s)
             lw = importance_log_weights(model, x[sl], m, q=(mu[sl], logvar[sl]), batch_size=batch_size,
-                                        generator=generator)
+                                        generator=generator, labels=None if labels is None else labels[sl])
             part = torch.logsumexp(lw, dim=0)
             running = part if running is None else torch.logaddexp(running, part)
         result[sl] = running - math.log(k)
@@ -344,25 +365,31 @@ def _check_table(table, grid: LatentGrid) -> torch.Tensor:
     return table
 
 
-def grid_log_joint(model, x: torch.Tensor, grid: LatentGrid, chunk: int = 4096) -> torch.Tensor:
+def grid_log_joint(model, x: torch.Tensor, grid: LatentGrid, chunk: int = 4096,
+                   labels: torch.Tensor | None = None) -> torch.Tensor:
     """The table log p(x_n, z_g) for every image x_n and every grid point z_g: shape (N, G), float64.
 
-    For a VAE the decoder runs once per grid point, not once per (image, point) pair: log p_theta(x|z)
-    = sum_i [x_i a_i(z) - softplus(a_i(z))] is linear in x, so the whole table is one matrix
-    product of the images with the grid's logits a(z_g). A ``log_joint`` function is called with
-    z of shape (chunk, N, d). ``chunk`` grid points are decoded at a time. The table is on x's
-    device, or on the CPU for MPS. Introduced in notebook 07.
+    For a VAE with a Bernoulli decoder the decoder runs once per grid point, not once per (image,
+    point) pair: log p_theta(x|z) = sum_i [x_i a_i(z) - softplus(a_i(z))] is linear in x, so the whole
+    table is one matrix product of the images with the grid's logits a(z_g). Other VAEs (another
+    likelihood, a conditional or an autoregressive decoder) are decoded for every pair, which costs
+    N times more. A ``log_joint`` function is called with z of shape (chunk, N, d). ``chunk`` grid
+    points are decoded at a time. The table is on x's device, or on the CPU for MPS. Introduced in
+    notebook 07.
     """
+    from .likelihoods import Bernoulli
+
     x = _check_x(x)
     grid = _check_grid(grid)
-    _check_model(model, x)
+    _check_model(model, x, labels)
     chunk = _positive_int(chunk, "chunk")
     n, work = x.shape[0], _work_device(x.device)
     points = grid.points.to(work)
     table = torch.empty(n, len(grid), dtype=DTYPE, device=work)
-    if _is_vae(model):
-        if model.latent_dim != grid.dim:
-            raise ValueError(f"the model's latent space has {model.latent_dim} dimensions but the grid {grid.dim}")
+    vae = _is_vae(model)
+    if vae and model.latent_dim != grid.dim:
+        raise ValueError(f"the model's latent space has {model.latent_dim} dimensions but the grid {grid.dim}")
+    if vae and isinstance(model.likelihood, Bernoulli) and not model.conditional and not model.autoregressive:
         parameter = next(model.parameters())
         x64 = _f64(x, work)
         with torch.no_grad():
@@ -370,14 +397,17 @@ def grid_log_joint(model, x: torch.Tensor, grid: LatentGrid, chunk: int = 4096) 
                 z = points[s:s + chunk]
                 logits = _f64(model.decode_logits(z.to(parameter.dtype).to(parameter.device)), work)
                 table[:, s:s + chunk] = x64 @ logits.T - F.softplus(logits).sum(-1) + _log_prior(z)
-    else:
-        for s in range(0, len(grid), chunk):
-            z = points[s:s + chunk]
-            values = model(x, z[:, None, :].expand(z.shape[0], n, grid.dim))
-            if not isinstance(values, torch.Tensor) or values.shape != (z.shape[0], n):
-                raise ValueError(f"log_joint(x, z) must return shape ({z.shape[0]}, {n}) for z of shape "
-                                 f"({z.shape[0]}, {n}, {grid.dim})")
-            table[:, s:s + chunk] = _f64(values, work).T
+        return table
+    log_joint = vae_log_joint(model, labels) if vae else model
+    if vae:
+        chunk = max(1, min(chunk, MAX_ROWS // n))  # every (point, image) pair is decoded
+    for s in range(0, len(grid), chunk):
+        z = points[s:s + chunk]
+        values = log_joint(x, z[:, None, :].expand(z.shape[0], n, grid.dim))
+        if not isinstance(values, torch.Tensor) or values.shape != (z.shape[0], n):
+            raise ValueError(f"log_joint(x, z) must return shape ({z.shape[0]}, {n}) for z of shape "
+                             f"({z.shape[0]}, {n}, {grid.dim})")
+        table[:, s:s + chunk] = _f64(values, work).T
     return table
 
 
@@ -693,3 +723,32 @@ def draw_beta_vae(results: Sequence[BetaResult], beta: float, class_names: Seque
                  f"−ELBO {chosen.rate + chosen.distortion:.2f} nats")
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------- bounds on 8-bit images
+
+
+def eight_bit_bounds(model: nn.Module, images: torch.Tensor, k: int, generator: torch.Generator | None = None,
+                     labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Upper bounds on -log P(x) of 8-bit images, in nats per image: from the ELBO and from IWAE_k.
+
+    ``images``: grey levels k / 255, as the course loads them. A likelihood of the 256 levels (the
+    discretized logistic) scores them as they are. A density on [0, 1] scores them dequantized,
+    y = (k + u) / 256 with u ~ U[0, 1) drawn from ``generator``, and its -ELBO and -IWAE_k gain the
+    change of scale D log 256 (:func:`vae_lib.likelihoods.eight_bit_offset`): then, for one draw of u,
+    E_u of the returned numbers bounds -log P(x) from above. Both come from the same k importance
+    samples per image: ``"elbo"`` from their mean, ``"iwae"`` from their log-mean-exp. Likelihoods
+    that are no distribution of 8-bit images (the Bernoulli) get the ``ValueError`` of
+    ``eight_bit_offset``. Introduced in notebook 09.
+    """
+    from .likelihoods import dequantize, eight_bit_offset
+
+    if not _is_vae(model):
+        raise ValueError(f"model must be a VAE with encode and decode_logits, got {type(model).__name__}")
+    x = _check_x(images, "images")
+    k = _positive_int(k, "k")
+    offset = eight_bit_offset(model.likelihood, x.shape[1])
+    if model.likelihood.measures == "density":
+        x = dequantize(x, generator)
+    log_w = importance_log_weights(model, x, k, generator=generator, labels=labels)
+    return {"elbo": offset - log_w.mean(0), "iwae": offset - iwae_from_log_weights(log_w, k)[0]}

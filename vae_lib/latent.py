@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 
 from .data import INPUT_DIM
-from .models import VAE, AutoEncoder
+from .models import AutoEncoder, VAEBase
 from .plots import image_grid
 
 #: The radii (in standard deviations) of the prior's contours that the plots draw.
@@ -29,7 +29,7 @@ PRIOR_RADII = (1.0, 2.0, 3.0)
 
 
 def _check_model(model, what: str = "model", latent_dim: int | None = None) -> None:
-    if not isinstance(model, (VAE, AutoEncoder)):
+    if not isinstance(model, (VAEBase, AutoEncoder)):
         raise ValueError(f"{what} must be a vae_lib VAE or AutoEncoder, got {type(model).__name__}")
     if latent_dim is not None and model.latent_dim != latent_dim:
         raise ValueError(f"{what} has a {model.latent_dim}-D latent space; this needs {latent_dim}-D codes")
@@ -93,13 +93,13 @@ def latent_codes(model: nn.Module, images: torch.Tensor, batch_size: int = 2000)
     for start in range(0, len(images), batch_size):
         x = images[start : start + batch_size].to(device)
         code = model.encode(x)
-        parts.append((code[0] if isinstance(model, VAE) else code).cpu())
+        parts.append((code[0] if isinstance(model, VAEBase) else code).cpu())
     model.train(was_training)
     return torch.cat(parts)
 
 
 @torch.no_grad()
-def aggregate_posterior_sample(model: VAE, images: torch.Tensor, generator: torch.Generator | None = None,
+def aggregate_posterior_sample(model: VAEBase, images: torch.Tensor, generator: torch.Generator | None = None,
                                batch_size: int = 2000) -> torch.Tensor:
     """One draw z_n ~ q_phi(z|x_n) for each image: a sample from the aggregate posterior.
 
@@ -107,7 +107,7 @@ def aggregate_posterior_sample(model: VAE, images: torch.Tensor, generator: torc
     decoder sees; the KL term pulls it towards the prior N(0, I). ``generator`` (on the CPU) makes
     the draw reproducible. Returns an (N, latent_dim) tensor on the CPU. Introduced in notebook 05.
     """
-    if not isinstance(model, VAE):
+    if not isinstance(model, VAEBase):
         raise ValueError(f"model must be a VAE (an autoencoder has no posterior to sample), got {type(model).__name__}")
     _check_images(images)
     _positive_int(batch_size, "batch_size")
@@ -161,16 +161,17 @@ def interpolate(z_start: torch.Tensor, z_end: torch.Tensor, steps: int) -> torch
 
 
 @torch.no_grad()
-def decode(model: nn.Module, z: torch.Tensor) -> torch.Tensor:
+def decode(model: nn.Module, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
     """Decode codes ``z`` (N, latent_dim) into pixel means (N, 784) on the CPU, in eval mode.
 
-    Introduced in notebook 05.
+    ``y``: labels, for a conditional model. Introduced in notebook 05.
     """
     _check_model(model)
     _check_codes(z, "z", dim=model.latent_dim)
     was_training = model.training
     model.eval()
-    x = model.decode(z.to(_device(model), torch.float32)).cpu()
+    y = None if y is None else y.to(_device(model))
+    x = model.decode(z.to(_device(model), torch.float32), y).cpu()
     model.train(was_training)
     return x
 

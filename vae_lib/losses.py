@@ -17,29 +17,18 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-LIKELIHOODS = ("bernoulli", "gaussian")
+from .likelihoods import Likelihood, get_likelihood
+
 REDUCTIONS = ("mean", "sum", "none")
 
 
-def check_pixels(x: torch.Tensor, likelihood: str = "bernoulli", name: str = "x") -> None:
-    """Raise ``ValueError`` unless ``x`` is a finite (N, D) float tensor, in [0, 1] for Bernoulli.
+def check_pixels(x: torch.Tensor, likelihood: "Likelihood | str" = "bernoulli", name: str = "x") -> None:
+    """Raise ``ValueError`` unless ``x`` is a finite (N, D) float tensor in the likelihood's support.
 
-    Introduced in notebook 04.
+    For the Bernoulli: pixel intensities in [0, 1]. Each likelihood's own check
+    (:meth:`vae_lib.likelihoods.Likelihood.check`). Introduced in notebook 04.
     """
-    if not isinstance(x, torch.Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if x.ndim != 2:
-        raise ValueError(f"{name} must have shape (batch, pixels), e.g. (128, 784); got {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise ValueError(f"{name} must be a float tensor (pixels scaled to [0, 1]); got dtype {x.dtype}")
-    if not torch.isfinite(x).all():
-        raise ValueError(f"{name} contains NaN or inf; pixel values must be finite")
-    if likelihood == "bernoulli" and (x.min() < 0 or x.max() > 1):
-        raise ValueError(
-            f"{name} has values in [{x.min().item():.3g}, {x.max().item():.3g}], but the Bernoulli likelihood "
-            "needs pixel intensities in [0, 1]; divide raw 0-255 pixels by 255 (and do not normalise "
-            "them to mean 0), or use likelihood='gaussian'"
-        )
+    get_likelihood(likelihood).check(x, name)
 
 
 def _reduce(per_image: torch.Tensor, reduction: str) -> torch.Tensor:
@@ -102,11 +91,11 @@ def bernoulli_entropy(x: torch.Tensor, reduction: str = "none") -> torch.Tensor:
     return _reduce(per_image, reduction)
 
 
-def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor, reduction: str = "none", validate: bool = True) -> torch.Tensor:
-    """KL(N(mu, diag(exp(logvar))) || N(0, I)) in closed form, summed over latent dimensions.
+def gaussian_kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor, validate: bool = True) -> torch.Tensor:
+    """KL(N(mu_j, exp(logvar_j)) || N(0, 1)) of each latent dimension j: the shape of ``mu``.
 
-    -1/2 * sum_j (1 + log sigma_j^2 - mu_j^2 - sigma_j^2), the seed's formula. Derived in
-    notebook 03.
+    -1/2 (1 + log sigma_j^2 - mu_j^2 - sigma_j^2). Summed over j it is :func:`gaussian_kl`; kept
+    apart it shows which dimensions carry information (notebook 10). Derived in notebook 03.
     """
     if validate:
         if not isinstance(mu, torch.Tensor) or not isinstance(logvar, torch.Tensor) or mu.shape != logvar.shape:
@@ -115,8 +104,16 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor, reduction: str = "none",
             raise ValueError("mu and logvar need at least one (latent) dimension")
         if not (torch.isfinite(mu).all() and torch.isfinite(logvar).all()):
             raise ValueError("mu or logvar contains NaN or inf (has training diverged?)")
-    per_image = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=-1)
-    return _reduce(per_image, reduction)
+    return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp())
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor, reduction: str = "none", validate: bool = True) -> torch.Tensor:
+    """KL(N(mu, diag(exp(logvar))) || N(0, I)) in closed form, summed over latent dimensions.
+
+    -1/2 * sum_j (1 + log sigma_j^2 - mu_j^2 - sigma_j^2), the seed's formula. Derived in
+    notebook 03.
+    """
+    return _reduce(gaussian_kl_per_dim(mu, logvar, validate).sum(dim=-1), reduction)
 
 
 @dataclass
@@ -133,26 +130,24 @@ def vae_loss(
     x: torch.Tensor,
     mu: torch.Tensor,
     logvar: torch.Tensor,
-    likelihood: str = "bernoulli",
+    likelihood: "Likelihood | str" = "bernoulli",
     beta: float = 1.0,
     reduction: str = "mean",
     validate: bool = True,
 ) -> LossTerms:
     """The (beta-weighted) negative ELBO ``recon + beta * kl`` and its terms.
 
-    ``recon`` is the decoder's output from ``forward``: logits for ``likelihood="bernoulli"``,
-    pixel means for ``"gaussian"``. ``reduction="mean"`` gives nats per image, ``"sum"`` the batch
-    total (the seed's ``reduction='sum'``), ``"none"`` one value per image. Introduced in notebook 04.
+    ``recon`` is the decoder's raw output from ``forward`` (for the Bernoulli: logits), which
+    ``likelihood`` (a :class:`~vae_lib.likelihoods.Likelihood` or its name, e.g. the seed's
+    ``"bernoulli"`` or ``"gaussian"``) turns into -log p_theta(x|z). ``reduction="mean"`` gives nats
+    per image, ``"sum"`` the batch total (the seed's ``reduction='sum'``), ``"none"`` one value per
+    image. Introduced in notebook 04.
     """
-    if likelihood not in LIKELIHOODS:
-        raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
+    lik = get_likelihood(likelihood)
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     if validate and mu.shape[0] != x.shape[0]:
         raise ValueError(f"mu has {mu.shape[0]} rows but x has {x.shape[0]}: one posterior per image")
-    if likelihood == "bernoulli":
-        rec = bernoulli_nll(recon, x, validate=validate)
-    else:
-        rec = gaussian_nll(recon, x, validate=validate)
+    rec = lik.nll(recon, x, validate=validate)
     kl = gaussian_kl(mu, logvar, validate=validate)
     return LossTerms(_reduce(rec + beta * kl, reduction), _reduce(rec, reduction), _reduce(kl, reduction))

@@ -1,0 +1,325 @@
+"""Reproduce a published likelihood: the VAE with a standard prior on dynamically binarized Fashion-MNIST.
+
+    python -m benchmarks.reproduce            # make reproduce: the full protocol (hours on a 2-core CPU)
+    python -m benchmarks.reproduce --smoke    # the same code path on a few hundred images, in seconds
+
+Norouzi et al. (NeurIPS 2020, "Exemplar VAE", Table 1) report -log p(x) = 228.70 +- 0.15 nats for this
+model. Their protocol, as their code (github.com/sajadn/Exemplar-VAE) runs it:
+
+* data: the first 50,000 Fashion-MNIST training images for training, the last 10,000 for validation,
+  the 10,000 test images; pixels / 255; training batches binarized afresh every time (dynamic
+  binarization); validation and test sets binarized once;
+* model: two gated dense layers of 300 units in the encoder and in the decoder, log sigma^2 through a
+  hardtanh to [-6, 2], 40 latent dimensions, Bernoulli decoder, He-normal initial weights
+  (:class:`vae_lib.models.GatedVAE`);
+* training: batch 100, Adam with learning rate 5e-4 applied to each parameter's gradient divided by
+  its norm (their ``AdamNormGrad``), a KL weight warmed up as epoch / 100 over the first 100 epochs,
+  early stopping when the validation -ELBO has not improved for 50 epochs after the warm-up, at most
+  2000 epochs; the weights with the best validation -ELBO are kept;
+* evaluation: -log p(x) by importance sampling with 5000 samples per test image (IWAE_5000), on all
+  10,000 test images.
+
+The run uses the course's own pieces: ``GatedVAE``, :func:`vae_lib.training.fit` with ``binarize`` and
+``warmup_epochs``, and :func:`vae_lib.evaluation.iwae_bound`. It is resumable: every few epochs it
+writes its state (weights, optimiser, best weights, history, random state) atomically to
+``checkpoints/reproduce/``, and a new run continues from there. Results go to
+``benchmarks/results/reproduce.json`` and ``.md``; the validation loss of every epoch is in the
+JSON and in ``outputs/reproduce/log.txt``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from datetime import date
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from vae_lib.data import Split, load_data
+from vae_lib.evaluation import iwae_bound
+from vae_lib.likelihoods import binarize
+from vae_lib.models import GatedVAE
+from vae_lib.training import History, evaluate, fit
+from vae_lib.utils import REPO_ROOT, check_device, checkpoint_dir, describe_device, get_device, outputs_dir, set_seed
+
+RESULTS = REPO_ROOT / "benchmarks" / "results"
+PAPER = {"nll": 228.70, "spread": 0.15, "source": "Norouzi et al. (2020), Exemplar VAE, Table 1: VAE with a "
+         "standard Gaussian prior, dynamically binarized Fashion-MNIST"}
+STATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Every number of the protocol; the defaults are the paper's."""
+
+    n_train: int = 50_000
+    n_val: int = 10_000
+    latent_dim: int = 40
+    hidden_dim: int = 300
+    batch_size: int = 100
+    lr: float = 5e-4
+    warmup_epochs: int = 100
+    patience: int = 50
+    max_epochs: int = 2000
+    importance_samples: int = 5000
+    n_test: int | None = None          # None: all test images
+    seed: int = 14                     # their default
+    save_every: int = 5
+
+
+SMOKE = Protocol(n_train=300, n_val=100, batch_size=50, warmup_epochs=2, patience=1, max_epochs=4,
+                 importance_samples=20, n_test=50, save_every=1)
+
+
+class AdamNormGrad(torch.optim.Adam):
+    """Adam on normalised gradients: each parameter's gradient is divided by its L2 norm (+ 1e-7)
+    before the usual Adam update, as in the reference code's ``AdamNormGrad``."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.grad.div_(p.grad.norm(2) + 1e-7)
+        return super().step(closure)
+
+
+def splits(protocol: Protocol, device) -> tuple[Split, Split, Split]:
+    """Training, validation (binarized once) and test (binarized once) splits, as the paper's code."""
+    train, test = load_data("fashion-mnist", device=device)
+    fit_part = train.subset(torch.arange(protocol.n_train, device=train.device))
+    val_rows = torch.arange(len(train) - protocol.n_val, len(train), device=train.device)
+    val = train.subset(val_rows)
+    if protocol.n_test is not None:
+        test = test.subset(torch.arange(protocol.n_test, device=test.device))
+    generator = torch.Generator().manual_seed(777)       # their seed for binarizing validation and test
+    val = Split(binarize(val.images, generator), val.labels, val.classes, val.dataset, train=False)
+    test = test.with_images(binarize(test.images, generator))
+    return fit_part, val, test
+
+
+def _atomic_save(payload: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+class Run:
+    """The state of one training run of the protocol, saved and restored as a plain dict."""
+
+    def __init__(self, protocol: Protocol, device, folder: Path):
+        self.protocol, self.device = protocol, device
+        self.path = folder / f"gated_vae_{'smoke' if protocol == SMOKE else 'full'}.pt"
+        set_seed(protocol.seed)
+        self.model = GatedVAE(protocol.latent_dim, protocol.hidden_dim).to(device)
+        self.optimizer = AdamNormGrad(self.model.parameters(), lr=protocol.lr)
+        self.epoch = 0
+        self.best = {"loss": math.inf, "epoch": 0, "state": None}
+        self.waited = 0
+        self.val_loss: list[float] = []
+        self.history = History()
+        self.seconds = 0.0                 # wall time of training and validation, over all resumed runs
+        self.done = False
+        self._clock = time.perf_counter()
+
+    def state(self) -> dict:
+        return {"version": STATE_VERSION, "protocol": asdict(self.protocol), "epoch": self.epoch,
+                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "best_loss": self.best["loss"], "best_epoch": self.best["epoch"], "best_state": self.best["state"],
+                "waited": self.waited, "val_loss": self.val_loss, "history": self.history.to_dict(),
+                "seconds": self.seconds, "done": self.done, "rng": torch.get_rng_state()}
+
+    def save(self) -> None:
+        _atomic_save(self.state(), self.path)
+
+    def resume(self, log) -> bool:
+        """Continue from the saved state if there is one for this protocol; say so."""
+        if not self.path.is_file():
+            return False
+        try:
+            s = torch.load(self.path, map_location=self.device, weights_only=True)
+            if s.get("version") != STATE_VERSION or s.get("protocol") != asdict(self.protocol):
+                raise ValueError("it was written for another protocol or version")
+            self.model.load_state_dict(s["model"])
+            self.optimizer.load_state_dict(s["optimizer"])
+            self.epoch, self.waited, self.seconds, self.done = s["epoch"], s["waited"], s["seconds"], s["done"]
+            self.best = {"loss": s["best_loss"], "epoch": s["best_epoch"], "state": s["best_state"]}
+            self.val_loss = list(s["val_loss"])
+            self.history = History.from_dict(s["history"])
+            torch.set_rng_state(s["rng"].cpu())
+        except Exception as err:  # noqa: BLE001 - any unusable file: start afresh, and say why
+            log(f"Cannot resume from {self.path} ({type(err).__name__}: {err}); starting from epoch 1.")
+            self.__init__(self.protocol, self.device, self.path.parent)
+            return False
+        log(f"Resuming from {self.path}: {self.epoch} epochs done, best validation -ELBO "
+            f"{self.best['loss']:.3f} at epoch {self.best['epoch']}.")
+        return True
+
+    def after_epoch(self, epoch: int, history: History, val: Split, log, bar) -> bool:
+        """Early stopping as the reference code does it; returns True to stop."""
+        p = self.protocol
+        self.epoch = epoch
+        for name in ("train_loss", "train_recon", "train_kl", "train_objective", "beta", "seconds"):
+            getattr(self.history, name).append(getattr(history, name)[-1])
+        loss = evaluate(self.model, val)["loss"]          # -ELBO with the KL weight 1, on the fixed binary images
+        now = time.perf_counter()
+        self.seconds += now - self._clock
+        self._clock = now
+        self.val_loss.append(loss)
+        if loss < self.best["loss"]:
+            self.best = {"loss": loss, "epoch": epoch,
+                         "state": {k: v.detach().clone() for k, v in self.model.state_dict().items()}}
+            self.waited = 0
+        else:
+            self.waited += 1
+            if epoch < p.warmup_epochs:
+                self.waited = 0
+        stop = self.waited > p.patience or not math.isfinite(loss) or epoch >= p.max_epochs
+        self.done = stop
+        log(f"epoch {epoch}: beta {history.beta[-1]:.3f}, train -ELBO {history.train_loss[-1]:.3f}, "
+            f"validation -ELBO {loss:.3f} (best {self.best['loss']:.3f} at epoch {self.best['epoch']}), "
+            f"{history.seconds[-1]:.1f} s", to_screen=False)
+        bar.set_postfix(val=f"{loss:.2f}", best=f"{self.best['loss']:.2f}@{self.best['epoch']}", refresh=False)
+        bar.update(1)
+        if stop or epoch % p.save_every == 0:
+            self.save()
+        return stop
+
+
+def evaluate_test(run: Run, test: Split, log) -> dict:
+    """-log p(x) of the best weights on the test images by IWAE with the protocol's samples."""
+    run.model.load_state_dict(run.best["state"])
+    run.model.eval()
+    start = time.perf_counter()
+    bound = iwae_bound(run.model, test.images, run.protocol.importance_samples,
+                       generator=torch.Generator().manual_seed(0), progress=True)
+    nll = -bound
+    seconds = time.perf_counter() - start
+    elbo = evaluate(run.model, test)
+    result = {"nll": nll.mean().item(), "nll_se": (nll.std() / math.sqrt(len(nll))).item(),
+              "test_elbo": elbo["loss"], "test_kl": elbo["kl"], "eval_seconds": seconds}
+    log(f"test: -log p(x) = {result['nll']:.3f} +- {result['nll_se']:.3f} nats (IWAE_{run.protocol.importance_samples}, "
+        f"{len(test)} images, {seconds:.0f} s); -ELBO {elbo['loss']:.3f}")
+    return result
+
+
+def markdown(report: dict) -> str:
+    """The results as a short Markdown report."""
+    r, p = report, report["protocol"]
+    lines = [
+        "### Reproducing the VAE of Norouzi et al. (2020) on dynamically binarized Fashion-MNIST",
+        "",
+        f"Machine: {r['machine']}; torch {r['torch']}; {r['date']}. Protocol: {p['n_train']:,} training and "
+        f"{p['n_val']:,} validation images, batch {p['batch_size']}, AdamNormGrad lr {p['lr']}, KL warm-up "
+        f"{p['warmup_epochs']} epochs, patience {p['patience']}, at most {p['max_epochs']} epochs, "
+        f"IWAE with {p['importance_samples']} samples on {r['n_test']:,} test images.",
+        "",
+        "| | -log p(x), nats | ± | epochs run | best epoch | training | evaluation |",
+        "|---|---|---|---|---|---|---|",
+        f"| this course (`python -m benchmarks.reproduce`) | {r['nll']:.2f} | {r['nll_se']:.2f} (s.e. over test images) "
+        f"| {r['epochs_run']} | {r['best_epoch']} | {r['train_hours']:.2f} h | {r['eval_seconds'] / 60:.1f} min |",
+        f"| {PAPER['source']} | {PAPER['nll']:.2f} | {PAPER['spread']:.2f} (over runs) | | | | |",
+        "",
+        f"Difference: {r['difference']:+.2f} nats (ours minus the paper's). Best validation -ELBO "
+        f"{r['best_val_loss']:.2f}; test -ELBO of the same weights {r['test_elbo']:.2f} (KL {r['test_kl']:.2f}).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def machine(device) -> str:
+    """The device in words, with the CPU's model name where Linux tells it."""
+    words = describe_device(device)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{words}; {line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
+    except OSError:
+        pass
+    return f"{words}; {platform.machine()}"
+
+
+def run_protocol(protocol: Protocol, out: Path, folder: Path, device, log_path: Path, smoke: bool = False) -> int:
+    """Train (or resume) and evaluate by ``protocol``; write ``reproduce[_smoke].json`` and ``.md`` to ``out``.
+
+    Returns 0 when done, 130 when interrupted (the state is saved; run again to continue).
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+
+    def log(line: str, to_screen: bool = True) -> None:
+        with open(log_path, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+        if to_screen:
+            tqdm.write(line)
+
+    log(f"{date.today()}: reproducing on {describe_device(device)}, protocol {asdict(protocol)}")
+    train, val, test = splits(protocol, device)
+    run = Run(protocol, device, folder)
+    run.resume(log)
+    bar = tqdm(total=protocol.max_epochs, initial=run.epoch, desc="epochs", unit="epoch")
+    if not run.done:
+        run._clock = time.perf_counter()
+        history = fit(run.model, train, epochs=protocol.max_epochs - run.epoch, batch_size=protocol.batch_size,
+                      optimizer=run.optimizer, binarize=True, warmup_epochs=protocol.warmup_epochs,
+                      first_epoch=run.epoch + 1, progress=False,
+                      callback=lambda epoch, h: run.after_epoch(epoch, h, val, log, bar))
+        if history.interrupted:
+            run.save()
+            bar.close()
+            log(f"Interrupted after epoch {run.epoch}; the state is saved in {run.path}. Run again to continue.")
+            return 130
+        run.done = True
+        run.save()
+    bar.close()
+    result = evaluate_test(run, test, log)
+    report = {
+        "protocol": asdict(protocol), "smoke": smoke, "machine": machine(device),
+        "torch": torch.__version__, "python": platform.python_version(), "date": str(date.today()),
+        "n_test": len(test), **result, "paper_nll": PAPER["nll"], "paper_spread": PAPER["spread"],
+        "paper_source": PAPER["source"], "difference": result["nll"] - PAPER["nll"],
+        "epochs_run": run.epoch, "best_epoch": run.best["epoch"], "best_val_loss": run.best["loss"],
+        "train_hours": run.seconds / 3600, "val_loss": run.val_loss, "train_loss": run.history.train_loss,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    stem = "reproduce_smoke" if smoke else "reproduce"
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    (out / f"{stem}.md").write_text(markdown(report), encoding="utf-8")
+    log(f"wrote {out / (stem + '.json')} and .md")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.reproduce", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="the same code on a few hundred images (a test)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for reproduce.json and reproduce.md")
+    parser.add_argument("--checkpoints", type=Path, default=None,
+                        help="folder for the resumable state (default: checkpoints/reproduce)")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: the fastest available)")
+    args = parser.parse_args(argv)
+    try:
+        device = check_device(args.device, "--device") if args.device else get_device(verbose=False)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    folder = args.checkpoints or checkpoint_dir() / "reproduce"
+    log_path = outputs_dir() / "reproduce" / ("log_smoke.txt" if args.smoke else "log.txt")
+    return run_protocol(SMOKE if args.smoke else Protocol(), args.out, folder, device, log_path, smoke=args.smoke)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

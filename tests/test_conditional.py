@@ -1,0 +1,53 @@
+"""The conditional VAE of notebook 11: labels in, the same interface, clear errors."""
+import pytest
+import torch
+
+from vae_lib.conditional import ConditionalVAE
+from vae_lib.data import Split
+from vae_lib.evaluation import importance_log_weights
+from vae_lib.training import evaluate, fit
+from vae_lib.utils import set_seed
+
+from splits import make_split
+
+
+def test_labels_enter_encoder_and_decoder():
+    set_seed(0)
+    model = ConditionalVAE(latent_dim=2, hidden_dim=16, n_classes=3)
+    x, y = torch.rand(4, 784), torch.tensor([0, 1, 2, 1])
+    logits, mu, logvar = model(x, y)
+    assert logits.shape == (4, 784) and mu.shape == (4, 2)
+    z = torch.zeros(1, 2)
+    a, b = model.decode(z, torch.tensor([0])), model.decode(z, torch.tensor([2]))
+    assert not torch.allclose(a, b), "the label does not change what is decoded"
+    assert not torch.allclose(model.encode(x[:1], y[:1])[0], model.encode(x[:1], torch.tensor([2]))[0])
+    assert model.sample(5, y=1).shape == (5, 784)
+
+
+@pytest.mark.parametrize("y, message", [
+    (None, "needs the images' labels"),
+    (torch.tensor([0, 3]), r"labels must lie in 0 \.\. 2"),
+    (torch.tensor([0, -1]), r"labels must lie in 0 \.\. 2"),
+    (torch.tensor([0.0, 1.0]), "integer tensor"),
+    (torch.tensor([0]), "integer tensor of shape"),
+])
+def test_bad_labels_are_clear_errors(y, message):
+    model = ConditionalVAE(latent_dim=2, hidden_dim=8, n_classes=3)
+    with pytest.raises(ValueError, match=message):
+        model(torch.rand(2, 784), y)
+
+
+def test_fit_passes_the_labels_and_a_split_without_labels_is_refused():
+    set_seed(0)
+    model = ConditionalVAE(latent_dim=2, hidden_dim=16, n_classes=2)
+    train, test = make_split(128), make_split(32, False)
+    history = fit(model, train, test, epochs=2, batch_size=32, lr=3e-3, progress=False)
+    assert history.test_loss[-1] < history.test_loss[0] + 5
+    assert evaluate(model, test)["kl"] > 0
+    unlabelled = Split(train.images, None, train.classes, "mnist", True)
+    with pytest.raises(ValueError, match="split without labels"):
+        fit(model, unlabelled, epochs=1, progress=False)
+    with pytest.raises(ValueError, match="conditional: pass the images' labels"):
+        importance_log_weights(model, test.images[:4], 5)
+    log_w = importance_log_weights(model, test.images[:4], 5, labels=test.labels[:4])
+    assert log_w.shape == (5, 4)

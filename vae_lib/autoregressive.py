@@ -1,0 +1,130 @@
+"""An autoregressive decoder: a VAE whose p_theta(x|z) is a masked MLP (MADE) conditioned on z.
+
+p_theta(x|z) = prod_i p(x_i | x_1, ..., x_{i-1}, z): each pixel's distribution depends on the pixels
+before it (in reading order) and on z. Masks on the weights of one hidden layer enforce that order
+(MADE, Germain et al., 2015), so one pass computes all 784 conditionals of a given image (teacher
+forcing). Such a decoder can model an image well without z, which is what lets the ELBO drive the
+KL to zero: posterior collapse, notebook 10.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .data import INPUT_DIM
+from .likelihoods import Likelihood
+from .models import VAEBase, _check_n, _check_sizes, check_input
+
+
+def made_masks(input_dim: int, hidden_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two masks of a one-hidden-layer MADE in the natural pixel order: (hidden, input), (input, hidden).
+
+    Pixel i (0-based) has degree i + 1; hidden unit k gets a degree m_k in 1 .. D - 1, spread evenly.
+    Unit k may see pixel i when i + 1 <= m_k; output j may see unit k when m_k <= j. So output j depends
+    only on pixels i < j: the autoregressive property, which ``tests/`` check with gradients. Notebook 10.
+    """
+    _check_sizes(input_dim=input_dim, hidden_dim=hidden_dim)
+    if input_dim < 2:
+        raise ValueError("an autoregressive model needs at least two pixels")
+    pixel_degree = torch.arange(1, input_dim + 1)
+    hidden_degree = 1 + torch.arange(hidden_dim) % (input_dim - 1)
+    to_hidden = (hidden_degree[:, None] >= pixel_degree[None, :]).float()
+    to_output = (hidden_degree[None, :] <= torch.arange(input_dim)[:, None]).float()
+    return to_hidden, to_output
+
+
+class MaskedLinear(nn.Linear):
+    """A linear layer whose weight is multiplied by a fixed 0/1 mask (a buffer, saved with the model)."""
+
+    def __init__(self, in_features: int, out_features: int, mask: torch.Tensor):
+        super().__init__(in_features, out_features)
+        if mask.shape != (out_features, in_features):
+            raise ValueError(f"mask must have shape ({out_features}, {in_features}), got {tuple(mask.shape)}")
+        self.register_buffer("mask", mask)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight * self.mask, self.bias)
+
+
+class MADEVAE(VAEBase):
+    """The seed's MLP encoder with an autoregressive MADE decoder conditioned on z. Notebook 10.
+
+    Decoder: h = relu(M1(x) + V z), outputs = M2(h) + U z, with M1 and M2 masked (:func:`made_masks`)
+    and V, U plain linear maps, so output i sees the pixels before i and all of z.
+    ``decode_logits(z, x=x)`` scores a given image; :meth:`sample` draws images pixel by pixel.
+    """
+
+    autoregressive = True
+
+    def __init__(self, latent_dim: int = 32, hidden_dim: int = 500, input_dim: int = INPUT_DIM,
+                 likelihood: Likelihood | str = "bernoulli"):
+        super().__init__(latent_dim, input_dim, likelihood)
+        _check_sizes(hidden_dim=hidden_dim)
+        if self.likelihood.params_per_pixel != 1:
+            raise ValueError("the MADE decoder outputs one number per pixel; use a Bernoulli likelihood")
+        self.hidden_dim = hidden_dim
+        # Encoder q_phi(z|x), the seed's
+        self.fc1 = nn.Linear(input_dim, 400)
+        self.fc_mu = nn.Linear(400, latent_dim)
+        self.fc_logvar = nn.Linear(400, latent_dim)
+        # Decoder p_theta(x|z): autoregressive in x, conditioned on z
+        to_hidden, to_output = made_masks(input_dim, hidden_dim)
+        self.made_in = MaskedLinear(input_dim, hidden_dim, to_hidden)
+        self.made_out = MaskedLinear(hidden_dim, input_dim, to_output)
+        self.z_hidden = nn.Linear(latent_dim, hidden_dim, bias=False)
+        self.z_out = nn.Linear(latent_dim, input_dim, bias=False)
+
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The posterior's parameters ``(mu, logvar)`` for a batch ``x`` of shape (N, 784)."""
+        check_input(x, self.input_dim, "MADEVAE.encode")
+        h = torch.relu(self.fc1(x))
+        return self.fc_mu(h), self.fc_logvar(h)
+
+    def decode_logits(self, z: torch.Tensor, y: torch.Tensor | None = None, x: torch.Tensor | None = None) -> torch.Tensor:
+        """The logit of every p(x_i | x_<i, z) for the image ``x`` (teacher forcing): (N, 784)."""
+        check_input(z, self.latent_dim, "MADEVAE.decode")
+        if x is None:
+            raise ValueError("an autoregressive decoder scores a given image: pass decode_logits(z, x=images); "
+                             "to draw images use sample() or decode()")
+        check_input(x, self.input_dim, "MADEVAE.decode_logits (x)")
+        h = torch.relu(self.made_in(x) + self.z_hidden(z))
+        return self.made_out(h) + self.z_out(z)
+
+    @torch.no_grad()
+    def ancestral(self, z: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw one image per code, pixel by pixel: ``(samples, means)``, each (N, 784).
+
+        ``means[:, i]`` is the mean of p(x_i | x_<i, z) given the pixels drawn before it. The hidden
+        layer's input is updated by one column per pixel, so the 784 steps cost about one pass.
+        """
+        check_input(z, self.latent_dim, "MADEVAE.decode")
+        n = z.shape[0]
+        w_in = self.made_in.weight * self.made_in.mask           # (H, D)
+        w_out = self.made_out.weight * self.made_out.mask        # (D, H)
+        pre = self.made_in.bias + self.z_hidden(z)               # hidden input for an empty image
+        direct = self.made_out.bias + self.z_out(z)              # (N, D)
+        samples = torch.zeros(n, self.input_dim, device=z.device)
+        means = torch.zeros_like(samples)
+        for i in range(self.input_dim):
+            logit = torch.relu(pre) @ w_out[i] + direct[:, i]    # (N,)
+            draw = self.likelihood.sample(logit[:, None], generator)[:, 0]
+            means[:, i] = self.likelihood.mean(logit[:, None])[:, 0]
+            samples[:, i] = draw
+            pre = pre + draw[:, None] * w_in[:, i]
+        return samples, means
+
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """The conditional means along one ancestral draw (see :meth:`ancestral`), (N, 784).
+
+        An autoregressive decoder has no single "mean image" in one pass: pixel i's mean depends on
+        the pixels drawn before it.
+        """
+        return self.ancestral(z, generator)[1]
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None, y: torch.Tensor | None = None) -> torch.Tensor:
+        """``n`` images drawn from the model: z ~ N(0, I), then x ~ p_theta(x|z) pixel by pixel."""
+        z = self.prior_draws(_check_n(n), generator)
+        return self.ancestral(z, generator)[0]

@@ -1,0 +1,554 @@
+"""Likelihoods: what the decoder's numbers mean, one object per distribution p_theta(x|z).
+
+A decoder outputs ``params_per_pixel`` numbers for each of the D pixels, laid out as
+``params_per_pixel`` blocks of D (shape (N, P * D)). A :class:`Likelihood` turns them into a
+distribution and answers everything the course asks of it, so that training, evaluation and the
+explorers never branch on a likelihood's name:
+
+* :meth:`~Likelihood.log_prob`: log p_theta(x_i | z) per pixel, (N, D); :meth:`~Likelihood.nll`
+  sums it over pixels and negates it: the reconstruction term per image;
+* :meth:`~Likelihood.mean` and :meth:`~Likelihood.sample`: the distribution's mean, and a draw;
+* :meth:`~Likelihood.prepare`: what the model trains on, made from 8-bit grey images
+  (the grey levels themselves, a fresh binarization, or a fresh uniform dequantization);
+* :attr:`~Likelihood.measures`: what its numbers are. ``"levels"``: a probability of the 8-bit
+  pixel values, so -ELBO is an upper bound on -log P(x) directly. ``"density"``: a density of
+  pixel values in [0, 1] (or on all reals), which bounds -log P(x) of the 8-bit image through
+  uniform dequantization, after adding D log 256 nats (:func:`nats_to_bits_per_dim`,
+  :func:`eight_bit_offset`). ``None``: neither; the seed's Bernoulli on grey levels and the
+  Bernoulli of binarized images.
+
+The seed's names still work: ``get_likelihood("bernoulli")`` and ``get_likelihood("gaussian")``.
+Introduced in notebook 09 (the Bernoulli in notebook 04).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .data import INPUT_DIM
+
+LOG_256 = math.log(256.0)
+_LOG_2PI = math.log(2 * math.pi)
+#: The smallest log standard deviation (or log scale) the learned-variance likelihoods allow: e^-7 is
+#: about 0.0009, below the spread of a dequantized pixel within its bin (1/256/sqrt(12), about 0.0011).
+LOG_SCALE_MIN = -7.0
+#: |logit| below which the continuous Bernoulli uses its Taylor series instead of a / tanh(a / 2).
+_CB_SERIES = 1e-3
+
+
+def _soft_floor(raw: torch.Tensor, floor: float = LOG_SCALE_MIN) -> torch.Tensor:
+    # floor + softplus(raw - floor): equal to raw well above the floor, never below it, smooth.
+    return floor + F.softplus(raw - floor)
+
+
+# --------------------------------------------------------------------------- data in the likelihood's space
+
+
+def _generator_rand(shape, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Uniform [0, 1) draws of ``shape``, made on the generator's device and moved to ``like``'s."""
+    if generator is None:
+        return torch.rand(shape, device=like.device, dtype=like.dtype)
+    return torch.rand(shape, generator=generator, device=generator.device).to(like.device, like.dtype)
+
+
+def binarize(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A binary image x_bin ~ Bernoulli(x): each pixel is 1 with probability its grey level.
+
+    Called on every training batch this is *dynamic binarization* (notebook 07): every epoch sees a
+    fresh binary version of each image. With a seeded ``generator`` it binarizes a test set once.
+    Introduced in notebook 07.
+    """
+    _check_unit(x, "x")
+    return (_generator_rand(x.shape, x, generator) < x).to(x.dtype)
+
+
+def dequantize(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Uniform dequantization: y = (k + u) / 256 for 8-bit level k = round(255 x), u ~ U[0, 1).
+
+    Each of the 256 levels becomes a bin of width 1/256 in [0, 1), and y is a uniform draw inside
+    its bin. A density p(y) then gives the discrete model P(k) = integral of p over the bin, and
+    -log P(k) <= E_u[-log p(y)] + D log 256 (Theis, van den Oord and Bethge, 2016; notebook 09).
+    """
+    _check_unit(x, "x")
+    levels = torch.round(x * 255)
+    return (levels + _generator_rand(x.shape, x, generator)) / 256
+
+
+def eight_bit_offset(likelihood: "Likelihood | str", pixels: int = INPUT_DIM) -> float:
+    """Nats to add to a model's -ELBO (or -IWAE_k) to make it an upper bound on -log P(x) of 8-bit x.
+
+    0 for a likelihood of the 256 levels; D log 256 for a density evaluated on dequantized pixels
+    y = (k + u) / 256, whose bins have width 1/256: P(k) = integral over the bin of p(y) dy, and by
+    Jensen -log P(k) <= E_u[-log p(y)] - log(volume of the bin) = E_u[-log p(y)] + D log 256.
+    ``ValueError`` for a likelihood whose numbers bound no probability of 8-bit images. Notebook 09.
+    """
+    lik = get_likelihood(likelihood)
+    if isinstance(pixels, bool) or not isinstance(pixels, int) or pixels < 1:
+        raise ValueError(f"pixels must be a positive integer, got {pixels!r}")
+    if lik.measures == "levels":
+        return 0.0
+    if lik.measures == "density":
+        return pixels * LOG_256
+    raise ValueError(f"the {lik.name!r} likelihood is not a distribution of 8-bit images ({lik.caveat}); "
+                     "its -ELBO bounds no -log P(x) of them")
+
+
+def nats_to_bits_per_dim(nats, pixels: int = INPUT_DIM):
+    """Nats per image to bits per dimension: nats / (D ln 2). Notebook 09."""
+    if isinstance(pixels, bool) or not isinstance(pixels, int) or pixels < 1:
+        raise ValueError(f"pixels must be a positive integer, got {pixels!r}")
+    return nats / (pixels * math.log(2.0))
+
+
+def _check_unit(x, name: str) -> None:
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        raise ValueError(f"{name} must be a float tensor of pixel values in [0, 1]")
+    if x.numel() and (torch.isnan(x).any() or x.min() < 0 or x.max() > 1):
+        raise ValueError(f"{name} must hold pixel values in [0, 1] (divide raw 0-255 pixels by 255)")
+
+
+# --------------------------------------------------------------------------- the base class
+
+
+class Likelihood:
+    """A decoder distribution p_theta(x|z), factorised over pixels. Subclasses fill in the formulas.
+
+    ``name``: its key in :data:`LIKELIHOODS`. ``params_per_pixel``: how many numbers the decoder
+    outputs per pixel. ``measures``: ``"levels"``, ``"density"`` or ``None`` (see the module's
+    docstring). ``caveat``: one line on what its numbers are not. Introduced in notebook 09.
+    """
+
+    name = "likelihood"
+    params_per_pixel = 1
+    measures: str | None = None
+    caveat = ""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    # -- what subclasses provide
+    def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """log p(x_i | params_i) per pixel, broadcast over leading dimensions: shape of ``x``'s pixels."""
+        raise NotImplementedError
+
+    def mean(self, params: torch.Tensor) -> torch.Tensor:
+        """The distribution's mean per pixel, shape (..., D)."""
+        raise NotImplementedError
+
+    def sample(self, params: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """One draw x ~ p(x | params) per pixel, shape (..., D)."""
+        raise NotImplementedError
+
+    def check(self, x, name: str = "x") -> None:
+        """``ValueError`` unless ``x`` is a finite (N, D) float tensor in this likelihood's support."""
+        _check_rows(x, name)
+
+    def prepare(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The data the model trains on, from grey images ``x`` (8-bit levels / 255). The identity here."""
+        return x
+
+    # -- shared
+    def split(self, params: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The decoder's output (..., P * D) as P tensors of shape (..., D)."""
+        if not isinstance(params, torch.Tensor) or params.ndim < 1 or params.shape[-1] % self.params_per_pixel:
+            got = tuple(params.shape) if isinstance(params, torch.Tensor) else type(params).__name__
+            raise ValueError(f"the {self.name} likelihood needs {self.params_per_pixel} numbers per pixel "
+                             f"(a last dimension divisible by {self.params_per_pixel}); got {got}")
+        return params.chunk(self.params_per_pixel, dim=-1)
+
+    def nll(self, params: torch.Tensor, x: torch.Tensor, validate: bool = True) -> torch.Tensor:
+        """-log p_theta(x|z) per image: minus :meth:`log_prob` summed over pixels, shape (...,)."""
+        if validate:
+            self.check(x)
+            pixels = x.shape[-1]
+            if params.shape[-1] != self.params_per_pixel * pixels or params.shape[:-1] != x.shape[:-1]:
+                want = (*x.shape[:-1], self.params_per_pixel * pixels)
+                raise ValueError(f"the decoder's output must have the shape of x {tuple(x.shape)} with "
+                                 f"{self.params_per_pixel} number(s) per pixel for the {self.name} likelihood, "
+                                 f"{want}; got {tuple(params.shape)}")
+            if not torch.isfinite(params).all():
+                raise ValueError("the decoder's output contains NaN or inf (has training diverged?)")
+        return -self.log_prob(params, x).sum(-1)
+
+
+def _check_rows(x, name: str) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.ndim != 2:
+        raise ValueError(f"{name} must have shape (batch, pixels), e.g. (128, 784); got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise ValueError(f"{name} must be a float tensor (pixels scaled to [0, 1]); got dtype {x.dtype}")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or inf; pixel values must be finite")
+
+
+def _check_in_unit_interval(x, name: str, likelihood: str) -> None:
+    _check_rows(x, name)
+    if x.numel() and (x.min() < 0 or x.max() > 1):
+        raise ValueError(
+            f"{name} has values in [{x.min().item():.3g}, {x.max().item():.3g}], but the {likelihood} likelihood "
+            "needs pixel intensities in [0, 1]; divide raw 0-255 pixels by 255 (and do not normalise "
+            "them to mean 0), or use likelihood='gaussian'"
+        )
+
+
+# --------------------------------------------------------------------------- Bernoulli
+
+
+class Bernoulli(Likelihood):
+    """The seed's Bernoulli decoder, p(x_i = 1 | z) = sigmoid(a_i), with logits a (one per pixel).
+
+    log p(x_i|z) = x_i a_i - softplus(a_i), computed from the logits (never from sigmoid(a), which
+    rounds to 0 or 1 in float32). On grey levels x_i in [0, 1] it is the seed's binary
+    cross-entropy: a loss, not a likelihood of grey images (notebooks 04 and 09). Notebook 04.
+    """
+
+    name = "bernoulli"
+    measures = None
+    caveat = "on grey levels it is a cross-entropy, and exp(-BCE) does not integrate to 1 over [0, 1]"
+
+    def log_prob(self, params, x):
+        (logits,) = self.split(params)
+        if logits.shape == x.shape:  # the fused kernel of the seed's loss (it needs equal shapes)
+            return -F.binary_cross_entropy_with_logits(logits, x, reduction="none")
+        return x * logits - F.softplus(logits)
+
+    def mean(self, params):
+        (logits,) = self.split(params)
+        return torch.sigmoid(logits)
+
+    def sample(self, params, generator=None):
+        p = self.mean(params)
+        return (_generator_rand(p.shape, p, generator) < p).to(p.dtype)
+
+    def check(self, x, name="x"):
+        _check_in_unit_interval(x, name, "Bernoulli")
+
+
+class BinarizedBernoulli(Bernoulli):
+    """The Bernoulli likelihood of binarized images: trains on x_bin ~ Bernoulli(grey levels).
+
+    The same formulas as :class:`Bernoulli`, but its data are binary: :meth:`prepare` binarizes
+    each training batch afresh (dynamic binarization), and evaluation needs a test set binarized
+    once (:func:`binarize` with a seeded generator). Its -ELBO bounds -log P(x_bin), a likelihood of
+    *another data set*: random binary images, not the 8-bit ones. Notebooks 07 and 09.
+    """
+
+    name = "binarized-bernoulli"
+    caveat = "it is a likelihood of random binary images made from the data, another data set"
+
+    def prepare(self, x, generator=None):
+        return binarize(x, generator)
+
+    def check(self, x, name="x"):
+        _check_rows(x, name)
+        if x.numel() and not ((x == 0) | (x == 1)).all():
+            raise ValueError(f"{name} must be binary (0 or 1) for the binarized Bernoulli; binarize the "
+                             "evaluation images once with vae_lib.likelihoods.binarize(x, generator)")
+
+
+# --------------------------------------------------------------------------- continuous Bernoulli
+
+
+def continuous_bernoulli_log_norm(logits: torch.Tensor) -> torch.Tensor:
+    """log C(lambda) of the continuous Bernoulli with lambda = sigmoid(a), from the logits a.
+
+    p(x | lambda) = C(lambda) lambda^x (1 - lambda)^(1 - x) on [0, 1] needs
+    C(lambda) = 2 artanh(1 - 2 lambda) / (1 - 2 lambda) (Loaiza-Ganem and Cunningham, 2019), which
+    is 0/0 at lambda = 1/2. In logits it is C = a / tanh(a / 2): since 1 - 2 sigmoid(a) = -tanh(a / 2)
+    and 2 artanh(-tanh(a / 2)) = -a. Numerator and denominator are then both accurate to float
+    rounding, however close a is to 0; only a = 0 itself needs care, where we use the series
+    log C = log 2 + a^2 / 12 - 7 a^4 / 1440 (for |a| < 1e-3 its next term, 31 a^6 / 90720, is below 1e-18). Notebook 09.
+    """
+    small = logits.abs() < _CB_SERIES
+    safe = torch.where(small, torch.ones_like(logits), logits)  # keeps the unused branch (and its gradient) finite
+    direct = torch.log(safe / torch.tanh(safe / 2))
+    a2 = logits * logits
+    series = math.log(2.0) + a2 / 12 - 7 * a2 * a2 / 1440
+    return torch.where(small, series, direct)
+
+
+class ContinuousBernoulli(Likelihood):
+    """The continuous Bernoulli (Loaiza-Ganem and Cunningham, 2019): a density on [0, 1] per pixel.
+
+    p(x | lambda) = C(lambda) lambda^x (1 - lambda)^(1 - x), lambda = sigmoid(a): the seed's
+    Bernoulli formula times the normalising constant C (:func:`continuous_bernoulli_log_norm`) that
+    makes it integrate to 1 over [0, 1]. Its mean is not lambda: E[x] = sigmoid(a) / tanh(a / 2) - 1 / a.
+    Trains on dequantized pixels (:func:`dequantize`). Notebook 09.
+    """
+
+    name = "continuous-bernoulli"
+    measures = "density"
+    caveat = "a density on [0, 1]: a bound on 8-bit images only through dequantization"
+
+    def log_prob(self, params, x):
+        (logits,) = self.split(params)
+        return x * logits - F.softplus(logits) + continuous_bernoulli_log_norm(logits)
+
+    def mean(self, params):
+        (logits,) = self.split(params)
+        a = logits.double()
+        small = a.abs() < 1e-4
+        safe = torch.where(small, torch.ones_like(a), a)
+        direct = torch.sigmoid(safe) / torch.tanh(safe / 2) - 1 / safe
+        return torch.where(small, 0.5 + a / 12, direct).to(logits.dtype)
+
+    def cdf(self, params, y: torch.Tensor) -> torch.Tensor:
+        """P(x <= y) = expm1(a y) / expm1(a), computed in float64 without overflow."""
+        (logits,) = self.split(params)
+        a, y = logits.double(), y.double()
+        small = a.abs() < 1e-8
+        safe = torch.where(small, torch.ones_like(a), a)
+        positive = torch.exp(safe * (y - 1)) * torch.expm1(-safe * y) / torch.expm1(-safe)
+        negative = torch.expm1(safe * y) / torch.expm1(safe)
+        return torch.where(small, y, torch.where(a > 0, positive, negative))
+
+    def sample(self, params, generator=None):
+        """Inverse-CDF sampling: x = log1p(u expm1(a)) / a, u ~ U[0, 1), in float64."""
+        (logits,) = self.split(params)
+        a = logits.double()
+        u = _generator_rand(a.shape, a, generator)
+        small = a.abs() < 1e-8
+        safe = torch.where(small, torch.ones_like(a), a)
+        positive = 1 + torch.log(u + (1 - u) * torch.exp(-safe)) / safe
+        negative = torch.log1p(u * torch.expm1(safe)) / safe
+        x = torch.where(small, u, torch.where(a > 0, positive, negative))
+        return x.clamp(0, 1).to(logits.dtype)
+
+    def check(self, x, name="x"):
+        _check_in_unit_interval(x, name, "continuous Bernoulli")
+
+    def prepare(self, x, generator=None):
+        return dequantize(x, generator)
+
+
+# --------------------------------------------------------------------------- Gaussians
+
+
+class Gaussian(Likelihood):
+    """p(x_i | z) = N(mu_i, sigma^2) with a fixed sigma (the seed's "MSE": sigma = 1), mu = sigmoid(a).
+
+    -log p = ||x - mu||^2 / (2 sigma^2) + D log sigma + D/2 log(2 pi): with the constants, a true
+    density on the reals. The mean comes through a sigmoid, as the seed's decoder ends in one.
+    Trains on the pixels as they are. Notebooks 04 and 09.
+    """
+
+    name = "gaussian"
+    measures = "density"
+    caveat = "a density on the reals: a bound on 8-bit images only through dequantization"
+
+    def __init__(self, sigma: float = 1.0):
+        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not (math.isfinite(sigma) and sigma > 0):
+            raise ValueError(f"sigma must be a positive number, got {sigma!r}")
+        self.sigma = float(sigma)
+
+    def __repr__(self) -> str:
+        return f"Gaussian(sigma={self.sigma:g})"
+
+    def log_prob(self, params, x):
+        (logits,) = self.split(params)
+        z = (x - torch.sigmoid(logits)) / self.sigma
+        return -0.5 * z * z - math.log(self.sigma) - 0.5 * _LOG_2PI
+
+    def mean(self, params):
+        (logits,) = self.split(params)
+        return torch.sigmoid(logits)
+
+    def cdf(self, params, y):
+        """P(x <= y), in float64."""
+        (logits,) = self.split(params)
+        return torch.special.ndtr((y.double() - torch.sigmoid(logits.double())) / self.sigma)
+
+    def sample(self, params, generator=None):
+        mu = self.mean(params)
+        if generator is None:
+            eps = torch.randn_like(mu)
+        else:
+            eps = torch.randn(mu.shape, generator=generator, device=generator.device).to(mu.device, mu.dtype)
+        return mu + self.sigma * eps
+
+
+class LearnedGaussian(Gaussian):
+    """p(x_i | z) = N(mu_i, sigma_i^2) with a variance learned per pixel: two numbers per pixel.
+
+    The decoder outputs logits a (mu = sigmoid(a)) and raw scales b, with
+    log sigma = -7 + softplus(b + 7): equal to b above about -5, never below -7 (sigma >= 0.0009,
+    about the spread of a dequantized pixel in its bin, so a constant background pixel cannot drive
+    sigma, and the density, to infinity). Trains on dequantized pixels. The best *shared* sigma for a
+    given decoder has a closed form, the root mean squared error (the sigma-VAE of Rybkin et al., 2021);
+    learning one per pixel and per image generalises it. Notebook 09.
+    """
+
+    name = "gaussian-learned"
+    params_per_pixel = 2
+
+    def __init__(self):
+        super().__init__(sigma=1.0)
+
+    def __repr__(self) -> str:
+        return "LearnedGaussian()"
+
+    def _mu_log_sigma(self, params):
+        logits, raw = self.split(params)
+        return torch.sigmoid(logits), _soft_floor(raw)
+
+    def scale(self, params) -> torch.Tensor:
+        """The standard deviations sigma_i, shape (..., D)."""
+        return self._mu_log_sigma(params)[1].exp()
+
+    def log_prob(self, params, x):
+        mu, log_sigma = self._mu_log_sigma(params)
+        z = (x - mu) * torch.exp(-log_sigma)
+        return -0.5 * z * z - log_sigma - 0.5 * _LOG_2PI
+
+    def mean(self, params):
+        return self._mu_log_sigma(params)[0]
+
+    def cdf(self, params, y):
+        mu, log_sigma = self._mu_log_sigma(params)
+        return torch.special.ndtr((y.double() - mu.double()) / log_sigma.double().exp())
+
+    def sample(self, params, generator=None):
+        mu, log_sigma = self._mu_log_sigma(params)
+        if generator is None:
+            eps = torch.randn_like(mu)
+        else:
+            eps = torch.randn(mu.shape, generator=generator, device=generator.device).to(mu.device, mu.dtype)
+        return mu + log_sigma.exp() * eps
+
+    def check(self, x, name="x"):
+        _check_in_unit_interval(x, name, "learned Gaussian")
+
+    def prepare(self, x, generator=None):
+        return dequantize(x, generator)
+
+
+# --------------------------------------------------------------------------- discretized logistic
+
+
+class DiscretizedLogistic(Likelihood):
+    """A distribution over the 256 pixel levels: a logistic density cut into bins (PixelCNN++).
+
+    Two numbers per pixel: the location mu = sigmoid(a) and the log scale
+    log s = -7 + softplus(b + 7). Level k (x = k / 255) gets the logistic's mass on
+    [x - 1/510, x + 1/510], and the end levels 0 and 255 take the tails, so the 256 probabilities
+    sum to 1 exactly (Salimans et al., 2017). -ELBO is directly an upper bound on -log P(x) of the
+    8-bit image. Notebook 09.
+    """
+
+    name = "discretized-logistic"
+    params_per_pixel = 2
+    measures = "levels"
+    caveat = "a distribution of the 256 levels: its numbers need no change of scale"
+    HALF_BIN = 1 / 510
+
+    def __repr__(self) -> str:
+        return "DiscretizedLogistic()"
+
+    def _mu_log_s(self, params):
+        logits, raw = self.split(params)
+        return torch.sigmoid(logits), _soft_floor(raw)
+
+    def log_prob(self, params, x):
+        mu, log_s = self._mu_log_s(params)
+        inv_s = torch.exp(-log_s)
+        upper = (x - mu + self.HALF_BIN) * inv_s
+        lower = (x - mu - self.HALF_BIN) * inv_s
+        # log(sigmoid(u) - sigmoid(l)) = log sigmoid(u) + log sigmoid(-l) + log(1 - exp(l - u)): every
+        # term stays finite and accurate, far in either tail as well as at the centre.
+        width = (2 * self.HALF_BIN) * inv_s
+        middle = -F.softplus(-upper) - F.softplus(lower) + torch.log(-torch.expm1(-width))
+        first = -F.softplus(-upper)   # level 0: all the mass below its upper edge
+        last = -F.softplus(lower)     # level 255: all the mass above its lower edge
+        return torch.where(x < self.HALF_BIN, first, torch.where(x > 1 - self.HALF_BIN, last, middle))
+
+    def mean(self, params):
+        """E[x] = 1 - (1/255) sum_{j=0}^{254} F(edge_j), F the logistic CDF at the 255 inner bin edges."""
+        mu, log_s = self._mu_log_s(params)
+        inv_s = torch.exp(-log_s)
+        total = torch.zeros_like(mu)
+        for j in range(255):
+            total = total + torch.sigmoid(((j + 0.5) / 255 - mu) * inv_s)
+        return 1 - total / 255
+
+    def sample(self, params, generator=None):
+        """A logistic draw mu + s log(u / (1 - u)), rounded to the nearest of the 256 levels."""
+        mu, log_s = self._mu_log_s(params)
+        u = _generator_rand(mu.shape, mu, generator).clamp(1e-7, 1 - 1e-7)
+        y = mu + log_s.exp() * (torch.log(u) - torch.log1p(-u))
+        return torch.round(y * 255).clamp(0, 255) / 255
+
+    def check(self, x, name="x"):
+        _check_in_unit_interval(x, name, "discretized logistic")
+        if x.numel() and ((x * 255 - torch.round(x * 255)).abs() > 1e-3).any():
+            raise ValueError(f"{name} must hold 8-bit levels k / 255 for the discretized logistic; "
+                             "do not dequantize or normalise the pixels")
+
+
+# --------------------------------------------------------------------------- by name
+
+#: Every likelihood of the course by name. "bernoulli" and "gaussian" are the seed's.
+LIKELIHOODS: dict[str, Likelihood] = {
+    lik.name: lik
+    for lik in (Bernoulli(), BinarizedBernoulli(), ContinuousBernoulli(), Gaussian(), LearnedGaussian(),
+                DiscretizedLogistic())
+}
+
+
+def get_likelihood(likelihood: "Likelihood | str") -> Likelihood:
+    """The :class:`Likelihood` named ``likelihood`` (or ``likelihood`` itself if it is one).
+
+    ``ValueError`` listing the valid names otherwise. Introduced in notebook 09.
+    """
+    if isinstance(likelihood, Likelihood):
+        return likelihood
+    if isinstance(likelihood, str) and likelihood in LIKELIHOODS:
+        return LIKELIHOODS[likelihood]
+    raise ValueError(f"likelihood must be one of {tuple(LIKELIHOODS)} or a vae_lib.likelihoods.Likelihood, "
+                     f"got {likelihood!r}")
+
+
+# --------------------------------------------------------------------------- notebook 09's explorer
+
+
+def draw_likelihood_explorer(models, likelihood: str, images: torch.Tensor, seed: int = 0):
+    """What the model trained with ``likelihood`` makes of ``images``: means and draws. Returns the figure.
+
+    ``models`` maps likelihood names to trained VAEs (each with that likelihood). Rows: the images;
+    the decoder's means at the posterior mean (the reconstructions papers show); one draw from
+    p_theta(x|z) at the same z; and decoder means and draws for codes from the prior. Draws come
+    from a CPU generator seeded with ``seed``. The drawing function of notebook 09's slider.
+    """
+    import matplotlib.pyplot as plt
+
+    from .plots import show_images
+
+    if not models or likelihood not in models:
+        raise ValueError(f"no model for the likelihood {likelihood!r}; the trained ones are {list(models)}")
+    model = models[likelihood]
+    if not isinstance(images, torch.Tensor) or images.ndim != 2 or images.shape[1] != INPUT_DIM or len(images) == 0:
+        raise ValueError(f"images must have shape (n, {INPUT_DIM}) with n >= 1")
+    n = len(images)
+    generator = torch.Generator().manual_seed(seed)
+    lik = model.likelihood
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        x = images.to(model.device)
+        mu, _ = model.encode(x)
+        params = model.decode_logits(mu)
+        z = model.prior_draws(n, generator)
+        prior_params = model.decode_logits(z)
+        rows = [("test images", x), ("decoder means at the posterior mean", lik.mean(params)),
+                ("one draw from p(x|z) at the same z", lik.sample(params, generator)),
+                ("decoder means, z from the prior", lik.mean(prior_params)),
+                ("one draw each, z from the prior", lik.sample(prior_params, generator))]
+    model.train(was_training)
+    fig, axes = plt.subplots(len(rows), 1, figsize=(0.62 * n + 0.4, 0.72 * len(rows) + 0.9))
+    for ax, (title, pixels) in zip(axes, rows):
+        show_images(pixels.clamp(0, 1).cpu(), nrow=n, ax=ax, title=title)
+    fig.suptitle(f"likelihood: {likelihood}", y=1.0)
+    fig.tight_layout()
+    return fig
