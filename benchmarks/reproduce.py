@@ -125,7 +125,7 @@ class Run:
 
     def __init__(self, protocol: Protocol, device, folder: Path):
         self.protocol, self.device = protocol, device
-        self.path = folder / f"gated_vae_{'smoke' if protocol == SMOKE else 'full'}.pt"
+        self.path = folder / f"gated_vae_{'full' if protocol == Protocol() else 'smoke'}.pt"
         set_seed(protocol.seed)
         self.model = GatedVAE(protocol.latent_dim, protocol.hidden_dim).to(device)
         self.optimizer = AdamNormGrad(self.model.parameters(), lr=protocol.lr)
@@ -254,11 +254,14 @@ def machine(device) -> str:
     return f"{words}; {platform.machine()}"
 
 
-def run_protocol(protocol: Protocol, out: Path, folder: Path, device, log_path: Path, smoke: bool = False) -> int:
-    """Train (or resume) and evaluate by ``protocol``; write ``reproduce[_smoke].json`` and ``.md`` to ``out``.
+def run_protocol(protocol: Protocol, out: Path, folder: Path, device, log_path: Path) -> int:
+    """Train (or resume) and evaluate by ``protocol``; write ``reproduce.json`` and ``.md`` to ``out``.
 
-    Returns 0 when done, 130 when interrupted (the state is saved; run again to continue).
+    Any protocol other than the paper's writes ``reproduce_smoke.*`` instead, so that a test can never
+    overwrite the real results. Returns 0 when done, 130 when interrupted (the state is saved; run
+    again to continue).
     """
+    smoke = protocol != Protocol()
     log_path.parent.mkdir(parents=True, exist_ok=True)
 
     def log(line: str, to_screen: bool = True) -> None:
@@ -318,7 +321,7 @@ def main(argv=None) -> int:
         return 2
     folder = args.checkpoints or checkpoint_dir() / "reproduce"
     log_path = outputs_dir() / "reproduce" / ("log_smoke.txt" if args.smoke else "log.txt")
-    return run_protocol(SMOKE if args.smoke else Protocol(), args.out, folder, device, log_path, smoke=args.smoke)
+    return run_protocol(SMOKE if args.smoke else Protocol(), args.out, folder, device, log_path)
 
 
 if __name__ == "__main__":

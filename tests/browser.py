@@ -55,9 +55,10 @@ INSTALL_CHROMIUM = "install it with: sudo apt-get update && sudo apt-get install
 INSTALL_PLAYWRIGHT = (f"install it with: {sys.executable} -m pip install playwright "
                       "(or `make setup`; do not run `playwright install`, Debian's Chromium is used)")
 
-#: Source text that marks a notebook as having sliders.
+#: Source text that marks a notebook as having sliders (or dropdowns, which the harness moves too).
 SLIDER_PATTERN = re.compile(
-    r"\b(slider_explorer|(Float|Int|FloatLog|Selection|IntRange|FloatRange|SelectionRange)Slider|interact(ive)?)\s*\("
+    r"\b(slider_explorer|(Float|Int|FloatLog|Selection|IntRange|FloatRange|SelectionRange)Slider|Dropdown"
+    r"|interact(ive)?)\s*\("
     r"|@interact\b")
 
 #: Keys tried, in order, until a slider's readout changes (an ipywidgets 8 slider is a noUiSlider:
@@ -174,6 +175,7 @@ def write_fixture_notebook(path: Path, *, broken: bool = False, error_cell: bool
     a_arg = "0.5" if broken else "a"
     n_arg = "3" if broken else "n"
     shift_arg = '"none"' if broken else "shift"
+    colour_arg = '"C0"' if broken else "colour"
     guard = ('    if a != 0.5:\n        raise ValueError(f"draw cannot handle a={a}")\n' if callback_error else "")
     cells = [
         nbformat.v4.new_markdown_cell("# Browser-test fixture\nTwo slider explorers built with `vae_lib.widgets`."),
@@ -199,14 +201,15 @@ def write_fixture_notebook(path: Path, *, broken: bool = False, error_cell: bool
             "    'n': widgets.IntSlider(value=5, min=0, max=5, description='n'),  # starts at its maximum\n"
             "}, height='300px', title='Line'))"),
         nbformat.v4.new_code_cell(
-            "def draw_bars(shift):\n"
+            "def draw_bars(shift, colour):\n"
             "    fig, ax = plt.subplots(figsize=(4, 2.5))\n"
             "    offset = {'none': 0, 'some': 1, 'lots': 3}[%s]\n"
-            "    ax.bar(range(4), [1 + offset, 2, 3, 4 - offset])\n"
+            "    ax.bar(range(4), [1 + offset, 2, 3, 4 - offset], color=%s)\n"
             "    ax.set_ylim(0, 8)\n"
             "\n"
             "slider_explorer(draw_bars, {'shift': widgets.SelectionSlider(options=['none', 'some', 'lots'],"
-            " description='shift')}, height='300px', title='Bars')" % shift_arg),
+            " description='shift'), 'colour': widgets.Dropdown(options=['C0', 'C3'], description='colour')},"
+            " height='300px', title='Bars')" % (shift_arg, colour_arg)),
     ]
     # A warning is printed on stderr like a traceback, but it is not an error.
     cells.append(nbformat.v4.new_code_cell("import warnings\nwarnings.warn('a warning is not an error')"))
@@ -484,7 +487,7 @@ _SLIDERS_JS = r"""
   for (const w of app.shell.widgets('main')) if (w.context && w.context.path === path) panel = w;
   const cellNodes = panel.content.widgets.map(c => c.node);
   const explorers = [];
-  return Array.from(panel.content.node.querySelectorAll('.widget-slider')).map((slider, index) => {
+  return Array.from(panel.content.node.querySelectorAll('.widget-slider, .widget-dropdown')).map((slider, index) => {
     slider.setAttribute('data-vae-slider', String(index));
     let box = null;
     for (let el = slider.parentElement; el && !el.classList.contains('jp-Cell'); el = el.parentElement) {
@@ -498,8 +501,12 @@ _SLIDERS_JS = r"""
     }
     const label = slider.querySelector('.widget-label');
     const cell = cellNodes.findIndex(n => n.contains(slider));
+    const select = slider.querySelector('select');
     return {index, explorer, cell, label: label ? label.textContent.trim() : '',
-            disabled: slider.classList.contains('mod-disabled') || !!slider.querySelector('.noUi-target[disabled]')};
+            kind: slider.classList.contains('widget-dropdown') ? 'dropdown' : 'slider',
+            options: select ? select.options.length : 0,
+            disabled: slider.classList.contains('mod-disabled') || !!slider.querySelector('.noUi-target[disabled]')
+                      || !!(select && select.disabled)};
   });
 }
 """
@@ -511,8 +518,10 @@ _SLIDER_STATE_JS = r"""
   const box = explorer >= 0 ? document.querySelector(`[data-vae-explorer="${explorer}"]`) : null;
   const readoutEl = s && s.querySelector('.widget-readout');
   const handle = s && s.querySelector('.noUi-handle');
+  const select = s && s.querySelector('select');
   let readout = readoutEl && readoutEl.offsetParent !== null ? readoutEl.textContent.trim() : null;
   if (readout === null && handle) readout = handle.getAttribute('aria-valuetext');
+  if (select) readout = select.selectedIndex >= 0 ? select.options[select.selectedIndex].text.trim() : null;
   const images = box ? Array.from(box.querySelectorAll('.widget-output img')).map(i => i.getAttribute('src') || '') : [];
   const errors = box ? Array.from(box.querySelectorAll(
         '.widget-output .jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]'))
@@ -531,6 +540,8 @@ class SliderResult:
     explorer: int
     cell: int
     label: str
+    kind: str = "slider"          # or "dropdown"
+    options: int = 0              # a dropdown's number of options
     key: str = ""
     before: str | None = None
     after: str | None = None
@@ -559,7 +570,7 @@ class NotebookReport:
 
 
 def _describe(slider: SliderResult) -> str:
-    name = f"slider {slider.label!r}" if slider.label else f"slider #{slider.index}"
+    name = f"{slider.kind} {slider.label!r}" if slider.label else f"{slider.kind} #{slider.index}"
     return f"{name} (explorer {slider.explorer}, cell {slider.cell})"
 
 
@@ -652,7 +663,8 @@ class NotebookSession:
     # -- sliders
     def sliders(self, timeout: float) -> list[SliderResult]:
         """Every slider on the page, each with its explorer; waits for each explorer's first picture."""
-        found = [SliderResult(index=s["index"], explorer=s["explorer"], cell=s["cell"], label=s["label"])
+        found = [SliderResult(index=s["index"], explorer=s["explorer"], cell=s["cell"], label=s["label"],
+                              kind=s["kind"], options=s["options"])
                  for s in self.page.evaluate(_SLIDERS_JS, self.relpath) if not s["disabled"]]
         if not found:
             raise NoPicture(f"{self.name}: its source builds sliders but none was rendered on the page "
@@ -676,9 +688,22 @@ class NotebookSession:
         return self.page.evaluate(_SLIDER_STATE_JS, [s.index, s.explorer])
 
     def move(self, s: SliderResult, timeout: float) -> None:
-        """Move one slider with the keyboard; check its readout and its picture both change."""
+        """Move one slider with the keyboard (or pick a dropdown's next option); check that its readout
+        and its picture both change."""
         before = self.slider_state(s)
         s.before = before["readout"]
+        if s.kind == "dropdown":
+            self._choose_next(s)
+            start, now = time.monotonic(), self.slider_state(s)
+            while now["readout"] == s.before and time.monotonic() - start < 2:
+                time.sleep(0.1)
+                now = self.slider_state(s)
+            if now["readout"] == s.before:
+                raise ReadoutUnchanged(f"{self.name}: {_describe(s)}: it still shows {s.before!r} after choosing "
+                                       "another option")
+            s.key, s.after = "select", now["readout"]
+            self._wait_redrawn(s, before, start, timeout)
+            return
         handle = self.page.locator(f'[data-vae-slider="{s.index}"] .noUi-handle').first
         handle.scroll_into_view_if_needed()
         start = None
@@ -699,6 +724,18 @@ class NotebookSession:
         else:
             raise ReadoutUnchanged(f"{self.name}: {_describe(s)}: the readout stayed {s.before!r} after "
                                    f"pressing {', '.join(SLIDER_KEYS)} on its focused handle")
+        self._wait_redrawn(s, before, start, timeout)
+
+    def _choose_next(self, s: SliderResult) -> None:
+        select = self.page.locator(f'[data-vae-slider="{s.index}"] select').first
+        select.scroll_into_view_if_needed()
+        current = select.evaluate("el => el.selectedIndex")
+        if s.options < 2:
+            raise ReadoutUnchanged(f"{self.name}: {_describe(s)} has fewer than two options to choose from")
+        select.select_option(index=(current + 1) % s.options)
+
+    def _wait_redrawn(self, s: SliderResult, before: dict, start: float, timeout: float) -> None:
+        """After a control moved: wait until its explorer shows a new picture (or fail), then settle."""
         while True:
             now = self.slider_state(s)
             if now["errors"]:

@@ -24,6 +24,7 @@ def test_masks_connect_each_output_only_to_earlier_pixels():
 
 
 def test_the_decoder_is_autoregressive_and_sees_z():
+    """Every path (MADE, direct connections, z) respects the order: output j never sees pixel j or later."""
     set_seed(0)
     model = MADEVAE(latent_dim=3, hidden_dim=64)
     x = torch.rand(1, 784, requires_grad=True)

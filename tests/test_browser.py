@@ -87,12 +87,13 @@ def test_fixture_sliders_redraw(lab, chromium, capsys):
     report = browser.exercise_notebook(lab, chromium, _fixture(lab, "fixture_working"),
                                        browser.screenshot_dir() / "fixture_working.png")
     _report(capsys, report)
-    assert [s.label for s in report.sliders] == ["a", "n", "shift"]
-    assert [s.explorer for s in report.sliders] == [0, 0, 1]
+    assert [s.label for s in report.sliders] == ["a", "n", "shift", "colour"]
+    assert [s.explorer for s in report.sliders] == [0, 0, 1, 1]
     by_label = {s.label: s for s in report.sliders}
     assert by_label["a"].key == "ArrowRight" and by_label["a"].after == "0.60"
     assert by_label["n"].key == "ArrowLeft" and by_label["n"].after == "4"  # at its maximum: ArrowRight can't
     assert by_label["shift"].before == "none" and by_label["shift"].after == "some"
+    assert by_label["colour"].kind == "dropdown" and (by_label["colour"].before, by_label["colour"].after) == ("C0", "C3")
     assert report.screenshot.is_file() and report.screenshot.stat().st_size > 10_000
 
 

@@ -42,8 +42,9 @@ def test_cli_reports_bad_dataset_and_missing_data(tmp_path, monkeypatch, capsys)
     assert "Valid names" in capsys.readouterr().err
     monkeypatch.setenv("VAE_DATA_DIR", str(tmp_path))
     monkeypatch.setattr("vae_lib.data.datasets.MNIST.download", lambda self: (_ for _ in ()).throw(RuntimeError("offline")))
-    assert main(["--dataset", "mnist", "--epochs", "1"]) == 1
-    assert "dataset-fashion-mnist" in capsys.readouterr().err
+    assert main(["--dataset", "mnist", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "dataset-fashion-mnist" in err and err.startswith("error: ") and err.count("\n") == 1
 
 
 def test_cli_runs_as_a_module():
@@ -103,3 +104,70 @@ def test_cli_rejects_an_unavailable_device(capsys):
         pytest.skip("this machine has CUDA")
     assert main(["--device", "cuda"]) == 2
     assert "no CUDA GPU" in capsys.readouterr().err
+
+
+def _tiny(tmp_path, monkeypatch):
+    write_tiny_dataset(tmp_path / "d", "MNIST", n_train=64, n_test=16)
+    monkeypatch.setenv("VAE_DATA_DIR", str(tmp_path / "d"))
+    return ["--dataset", "mnist", "--hidden-dim", "16", "--batch-size", "16", "--device", "cpu",
+            "--samples", str(tmp_path / "s.png")]
+
+
+def _one_error_line(capsys, *needles):
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_cli_reports_a_diverging_run_in_one_line(tmp_path, monkeypatch, capsys):
+    assert main(_tiny(tmp_path, monkeypatch) + ["--epochs", "3", "--lr", "1e12"]) == 2
+    _one_error_line(capsys, "training diverged", "--lr 1e+12")
+
+
+def test_cli_reports_unreadable_data_in_one_line(tmp_path, monkeypatch, capsys):
+    args = _tiny(tmp_path, monkeypatch)
+    images = tmp_path / "d" / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[:1000])        # truncated
+    assert main(args + ["--epochs", "1"]) == 2
+    _one_error_line(capsys, "unreadable", "truncated or corrupt")
+
+
+def test_cli_reports_a_failing_device_in_one_line(tmp_path, monkeypatch, capsys):
+    def vanished(*args, **kwargs):
+        raise RuntimeError("CUDA error: an illegal memory access was encountered\nCUDA kernel errors might be ...")
+
+    monkeypatch.setattr("vae_lib.train.fit", vanished)
+    assert main(_tiny(tmp_path, monkeypatch) + ["--epochs", "1"]) == 2
+    _one_error_line(capsys, "training on cpu", "CUDA error: an illegal memory access")
+
+
+def test_cli_reports_samples_it_cannot_write_in_one_line(tmp_path, monkeypatch, capsys):
+    args = _tiny(tmp_path, monkeypatch)
+    (tmp_path / "blocker").write_text("a file, not a folder")
+    args[args.index("--samples") + 1] = str(tmp_path / "blocker" / "s.png")
+    assert main(args + ["--epochs", "1"]) == 2
+    _one_error_line(capsys, "cannot save the samples", "--samples")
+
+
+def test_cli_ctrl_c_says_how_far_it_got_and_exits_130(tmp_path, monkeypatch, capsys):
+    import os
+    import signal
+
+    from vae_lib.models import VAE
+
+    forward, calls = VAE.forward, {"n": 0}
+
+    def interrupting(self, x, y=None):
+        calls["n"] += self.training
+        if self.training and calls["n"] == 6:       # epoch 2 of 4 steps per epoch
+            os.kill(os.getpid(), signal.SIGINT)
+        return forward(self, x, y)
+
+    monkeypatch.setattr(VAE, "forward", interrupting)
+    assert main(_tiny(tmp_path, monkeypatch) + ["--epochs", "3"]) == 130
+    out, err = capsys.readouterr()
+    assert err.strip() == "interrupted: 1 of 3 epochs completed; no samples saved", "one line says how far it got"
+    assert "Interrupted" not in out and re.findall(r"^Epoch \d+", out, re.M) == ["Epoch 1"]
+    assert not (tmp_path / "s.png").exists()

@@ -503,6 +503,9 @@ def test_the_code_fingerprint_ignores_comments_and_docstrings_but_not_code():
     assert _code_without_docstrings(a) == _code_without_docstrings(b) != _code_without_docstrings(c)
     drawing = a + '\n\ndef draw_it(ax):\n    return ax.plot([1, 2])\n'
     assert _code_without_docstrings(drawing) == _code_without_docstrings(a), "a drawing function retrains nothing"
+    two = a + "\n\ndef g():\n    return 1\n"
+    assert _code_without_docstrings(two, keep=("f",)) == _code_without_docstrings(a, keep=("f",))
+    assert _code_without_docstrings(two, keep=("f", "g")) != _code_without_docstrings(a, keep=("f", "g"))
     assert code_fingerprint() == code_fingerprint("vae") and len(code_fingerprint()) == 16
     # Each kind also hashes its own module: the conv net's code does not decide an MLP's checkpoint.
     assert code_fingerprint("conv") != code_fingerprint("vae") == code_fingerprint("ae")

@@ -48,11 +48,14 @@ class MaskedLinear(nn.Linear):
 
 
 class MADEVAE(VAEBase):
-    """The seed's MLP encoder with an autoregressive MADE decoder conditioned on z. Notebook 10.
+    """The seed's MLP encoder with an autoregressive decoder: a MADE with direct connections, conditioned on z.
 
-    Decoder: h = relu(M1(x) + V z), outputs = M2(h) + U z, with M1 and M2 masked (:func:`made_masks`)
-    and V, U plain linear maps, so output i sees the pixels before i and all of z.
-    ``decode_logits(z, x=x)`` scores a given image; :meth:`sample` draws images pixel by pixel.
+    Decoder logits: M2(relu(M1(x))) + A x + U z + b. M1 and M2 are the masked layers of a MADE
+    (:func:`made_masks`), A is a strictly lower-triangular linear map (each pixel sees every earlier
+    pixel directly), U a plain linear map: so logit i sees the pixels before i, and all of z through
+    U. The direct connections make the decoder strong at what pixels say about their neighbours,
+    which is what lets the plain ELBO switch the code off (notebook 10). ``decode_logits(z, x=x)``
+    scores a given image; :meth:`sample` draws images pixel by pixel. Notebook 10.
     """
 
     autoregressive = True
@@ -72,7 +75,7 @@ class MADEVAE(VAEBase):
         to_hidden, to_output = made_masks(input_dim, hidden_dim)
         self.made_in = MaskedLinear(input_dim, hidden_dim, to_hidden)
         self.made_out = MaskedLinear(hidden_dim, input_dim, to_output)
-        self.z_hidden = nn.Linear(latent_dim, hidden_dim, bias=False)
+        self.direct = MaskedLinear(input_dim, input_dim, torch.ones(input_dim, input_dim).tril(-1))
         self.z_out = nn.Linear(latent_dim, input_dim, bias=False)
 
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -88,22 +91,23 @@ class MADEVAE(VAEBase):
             raise ValueError("an autoregressive decoder scores a given image: pass decode_logits(z, x=images); "
                              "to draw images use sample() or decode()")
         check_input(x, self.input_dim, "MADEVAE.decode_logits (x)")
-        h = torch.relu(self.made_in(x) + self.z_hidden(z))
-        return self.made_out(h) + self.z_out(z)
+        return self.made_out(torch.relu(self.made_in(x))) + self.direct(x) + self.z_out(z)
 
     @torch.no_grad()
     def ancestral(self, z: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw one image per code, pixel by pixel: ``(samples, means)``, each (N, 784).
 
-        ``means[:, i]`` is the mean of p(x_i | x_<i, z) given the pixels drawn before it. The hidden
-        layer's input is updated by one column per pixel, so the 784 steps cost about one pass.
+        ``means[:, i]`` is the mean of p(x_i | x_<i, z) given the pixels drawn before it. The inputs of
+        the hidden layer and of the direct connections are updated by one column per pixel, so the
+        784 steps cost about one pass.
         """
         check_input(z, self.latent_dim, "MADEVAE.decode")
         n = z.shape[0]
         w_in = self.made_in.weight * self.made_in.mask           # (H, D)
         w_out = self.made_out.weight * self.made_out.mask        # (D, H)
-        pre = self.made_in.bias + self.z_hidden(z)               # hidden input for an empty image
-        direct = self.made_out.bias + self.z_out(z)              # (N, D)
+        w_direct = self.direct.weight * self.direct.mask         # (D, D)
+        pre = self.made_in.bias.expand(n, -1).clone()            # hidden input for an empty image
+        direct = self.made_out.bias + self.direct.bias + self.z_out(z)   # (N, D)
         samples = torch.zeros(n, self.input_dim, device=z.device)
         means = torch.zeros_like(samples)
         for i in range(self.input_dim):
@@ -112,6 +116,7 @@ class MADEVAE(VAEBase):
             means[:, i] = self.likelihood.mean(logit[:, None])[:, 0]
             samples[:, i] = draw
             pre = pre + draw[:, None] * w_in[:, i]
+            direct = direct + draw[:, None] * w_direct[:, i]
         return samples, means
 
     def decode(self, z: torch.Tensor, y: torch.Tensor | None = None,

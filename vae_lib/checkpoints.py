@@ -31,7 +31,9 @@ FORMAT_VERSION = 2
 #: training loop and the models' shared base; each kind of model adds the module that defines it. A
 #: change to their code (not to their comments or docstrings) changes :func:`code_fingerprint`, and
 #: checkpoints made before it are retrained.
-CODE_MODULES = ("data", "likelihoods", "losses", "models", "training")
+#: Of the data module only what shapes the data counts: the split and its batches, and how a split is
+#: loaded (not, say, the wording of its error messages).
+CODE_MODULES = {"data": ("Split", "load_split"), "likelihoods": None, "losses": None, "models": None, "training": None}
 KIND_MODULES = {"conv": ("conv",), "made": ("autoregressive",), "cvae": ("conditional",)}
 #: The fields TrainConfig had when the first checkpoints were written. Fields added since enter a
 #: checkpoint's key only when they differ from their defaults, so existing names stay valid.
@@ -39,13 +41,17 @@ _FIRST_FIELDS = ("dataset", "model", "latent_dim", "hidden_dim", "epochs", "batc
                  "beta", "binarize", "seed")
 
 
-def _code_without_docstrings(source: str) -> str:
+def _code_without_docstrings(source: str, keep: tuple[str, ...] | None = None) -> str:
     """The code of a module as a canonical string: no comments, docstrings, layout or drawing functions.
 
     Top-level functions named ``draw_*`` only draw figures, so they do not decide what a model is.
+    With ``keep``, only the top-level functions and classes of those names count.
     """
     tree = ast.parse(source)
     tree.body = [node for node in tree.body if not (isinstance(node, ast.FunctionDef) and node.name.startswith("draw_"))]
+    if keep is not None:
+        tree.body = [node for node in tree.body
+                     if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name in keep]
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
         if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
@@ -63,9 +69,10 @@ def code_fingerprint(kind: str = "vae") -> str:
     """
     digest = hashlib.sha256()
     folder = Path(__file__).resolve().parent
-    for name in CODE_MODULES + KIND_MODULES.get(kind, ()):
+    modules = {**CODE_MODULES, **{name: None for name in KIND_MODULES.get(kind, ())}}
+    for name, keep in modules.items():
         digest.update(name.encode())
-        digest.update(_code_without_docstrings((folder / f"{name}.py").read_text(encoding="utf-8")).encode())
+        digest.update(_code_without_docstrings((folder / f"{name}.py").read_text(encoding="utf-8"), keep).encode())
     return digest.hexdigest()[:16]
 
 

@@ -197,9 +197,15 @@ def torchvision_dataset(
     if name == "fashion-mnist":
         sources.append(DEBIAN_FASHION_MNIST)
     _unpack_local_copies(raw_folder, sources)
+    missing = _missing(raw_folder)
     try:
-        return cls(root=str(root), train=train, transform=transform, download=download and bool(_missing(raw_folder)))
-    except (RuntimeError, OSError) as err:
+        return cls(root=str(root), train=train, transform=transform, download=download and bool(missing))
+    except (RuntimeError, OSError, ValueError, AssertionError, IndexError) as err:
+        if not missing:  # the files are there but cannot be read
+            raise DatasetUnavailableError(
+                f"The {name} files in {raw_folder} are unreadable ({type(err).__name__}: {err}); a file is truncated "
+                "or corrupt. Delete that folder to unpack or download them again"
+                + (", or reinstall Debian's dataset-fashion-mnist." if name == "fashion-mnist" else ".")) from err
         raise DatasetUnavailableError(_unavailable_message(name, root, raw_folder, err)) from err
 
 

@@ -45,29 +45,57 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def _one_line(err: BaseException) -> str:
+    return " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+
+
 def main(argv=None) -> int:
-    """Train as the seed script does; return the exit status (0 done, 1 no data, 2 bad option)."""
+    """Train as the seed script does; return the exit status.
+
+    0: done. 2: anything foreseeable went wrong (a bad option, missing or unreadable data, a device
+    that is not there or fails, a diverging run, samples that cannot be written), reported as one
+    line ``error: ...`` on stderr. 130: interrupted with Ctrl-C, after one line saying how far it got.
+    """
     args = parse_args(argv)
     try:
-        name = dataset_name(args.dataset)
-        device = check_device(args.device, "--device") if args.device else get_device(verbose=False)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
+        return _run(args)
+    except KeyboardInterrupt:
+        print("interrupted before training started; nothing was trained", file=sys.stderr)
+        return 130
+    except (ValueError, DatasetUnavailableError, FloatingPointError, RuntimeError, OSError) as err:
+        print(f"error: {_one_line(err)}", file=sys.stderr)
         return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    name = dataset_name(args.dataset)
+    device = check_device(args.device, "--device") if args.device else get_device(verbose=False)
     set_seed(args.seed)
     print(f"Dataset: {name}; device: {describe_device(device)}", flush=True)
-    try:
-        train, test = load_data(name, device=device)
-    except DatasetUnavailableError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    train, test = load_data(name, device=device)
     model = VAE(latent_dim=args.latent_dim, hidden_dim=args.hidden_dim).to(device)
-    fit(model, train, None if args.no_test else test, epochs=args.epochs, batch_size=args.batch_size,
-        lr=args.lr, progress=args.progress, log=lambda line: print(line, flush=True))
+    def log(line: str) -> None:
+        # fit's own note on an interrupt speaks of the model in memory; the command line says its own line below.
+        if not line.startswith("Interrupted:"):
+            print(line, flush=True)
+
+    try:
+        history = fit(model, train, None if args.no_test else test, epochs=args.epochs, batch_size=args.batch_size,
+                      lr=args.lr, progress=args.progress, log=log)
+    except FloatingPointError as err:
+        raise FloatingPointError(f"training diverged: {_one_line(err)} (now --lr {args.lr:g})") from err
+    except RuntimeError as err:  # a GPU that fails or vanishes mid-run, out of memory, ...
+        raise RuntimeError(f"training on {describe_device(device)} failed: {_one_line(err)}") from err
+    if history.interrupted:
+        print(f"interrupted: {len(history)} of {args.epochs} epochs completed; no samples saved", file=sys.stderr)
+        return 130
     samples = model.sample(64).cpu()
     path = args.samples or outputs_dir() / f"train_samples_{name}.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_image(as_images(samples), path, nrow=8)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_image(as_images(samples), path, nrow=8)
+    except OSError as err:
+        raise OSError(f"cannot save the samples to {path} ({err.strerror or err}); choose another --samples path") from err
     print(f"Saved 64 prior samples to {path}")
     return 0
 

@@ -1,0 +1,83 @@
+"""The reproduction of Norouzi et al.'s VAE (benchmarks/reproduce.py): the same code path, unit-test sized.
+
+The full protocol runs for hours (``make reproduce``); here its smoke protocol trains on 300 real
+Fashion-MNIST images for at most 4 epochs, is interrupted, resumes, and writes its results.
+"""
+import json
+import os
+import signal
+
+import pytest
+import torch
+
+from benchmarks import reproduce
+from vae_lib.data import DEBIAN_FASHION_MNIST
+from vae_lib.models import GatedVAE
+
+pytestmark = pytest.mark.skipif(not DEBIAN_FASHION_MNIST.is_dir(),
+                                reason="needs Fashion-MNIST from Debian's dataset-fashion-mnist")
+
+
+def test_the_protocols_splits_follow_the_reference_code(tmp_path, monkeypatch):
+    monkeypatch.setenv("VAE_DATA_DIR", str(tmp_path / "data"))
+    train, val, test = reproduce.splits(reproduce.SMOKE, "cpu")
+    assert len(train) == 300 and len(val) == 100 and len(test) == 50
+    for split in (val, test):
+        assert set(split.images.unique().tolist()) == {0.0, 1.0}, "validation and test are binarized once"
+    assert not set(train.images.unique().tolist()) <= {0.0, 1.0}, "training images stay grey (binarized per batch)"
+    full = reproduce.Protocol()
+    assert (full.n_train, full.n_val, full.latent_dim, full.batch_size, full.lr, full.warmup_epochs, full.patience,
+            full.max_epochs, full.importance_samples) == (50_000, 10_000, 40, 100, 5e-4, 100, 50, 2000, 5000)
+
+
+def test_adam_normgrad_normalises_each_gradient():
+    p = torch.nn.Parameter(torch.tensor([3.0, 4.0]))
+    q = torch.nn.Parameter(torch.tensor([3.0, 4.0]))
+    p.grad, q.grad = torch.tensor([30.0, 40.0]), torch.tensor([0.3, 0.4])
+    a, b = reproduce.AdamNormGrad([p], lr=0.1), reproduce.AdamNormGrad([q], lr=0.1)
+    a.step()
+    b.step()
+    assert torch.allclose(p, q), "a gradient's scale must not matter after the normalisation"
+    assert torch.allclose(p.grad, torch.tensor([0.6, 0.8]), atol=1e-6)
+
+
+def test_gated_vae_matches_the_reference_architecture():
+    model = GatedVAE()
+    assert model.latent_dim == 40 and model.hidden_dim == 300
+    mu, logvar = model.encode(torch.rand(5, 784))
+    assert mu.shape == (5, 40) and logvar.min() >= -6 and logvar.max() <= 2
+    with torch.no_grad():
+        model.fc_logvar.bias.fill_(100.0)
+    assert model.encode(torch.rand(2, 784))[1].max() == 2.0, "log sigma^2 is clipped by the hardtanh"
+    w = model.encoder[0].h.weight
+    assert abs(w.std().item() - (2 / 784) ** 0.5) < 0.005, "He initialisation, N(0, 2 / fan_in)"
+
+
+def test_smoke_run_is_interrupted_resumes_and_writes_its_results(tmp_path, monkeypatch):
+    monkeypatch.setenv("VAE_DATA_DIR", str(tmp_path / "data"))
+    out, folder, log = tmp_path / "results", tmp_path / "state", tmp_path / "log.txt"
+    after_epoch = reproduce.Run.after_epoch
+
+    def interrupt_after_two(self, epoch, *args):
+        stop = after_epoch(self, epoch, *args)
+        if epoch == 2:
+            os.kill(os.getpid(), signal.SIGINT)    # as Ctrl-C would: training stops after its current step
+        return stop
+
+    monkeypatch.setattr(reproduce.Run, "after_epoch", interrupt_after_two)
+    assert reproduce.run_protocol(reproduce.SMOKE, out, folder, "cpu", log) == 130
+    state = torch.load(folder / "gated_vae_smoke.pt", weights_only=True)
+    assert state["epoch"] == 2 and not state["done"] and len(state["val_loss"]) == 2
+    assert not (out / "reproduce_smoke.json").exists()
+
+    monkeypatch.setattr(reproduce.Run, "after_epoch", after_epoch)
+    assert reproduce.run_protocol(reproduce.SMOKE, out, folder, "cpu", log) == 0
+    assert "Resuming from" in log.read_text() and "2 epochs done" in log.read_text()
+    report = json.loads((out / "reproduce_smoke.json").read_text())
+    assert report["epochs_run"] == len(report["val_loss"]) and 3 <= report["epochs_run"] <= 4
+    assert report["val_loss"][:2] == state["val_loss"], "the resumed run kept the first run's epochs"
+    assert 1 <= report["best_epoch"] <= report["epochs_run"]
+    assert report["nll"] > 0 and report["nll_se"] > 0 and report["nll"] <= report["test_elbo"] + 4 * report["nll_se"]
+    assert report["difference"] == pytest.approx(report["nll"] - 228.70)
+    md = (out / "reproduce_smoke.md").read_text()
+    assert "228.70" in md and f"{report['nll']:.2f}" in md
