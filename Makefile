@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # Seconds a single notebook cell may run under nbval before the test fails.
 CELL_TIMEOUT ?= 600
 
-.PHONY: setup lab lint test unit browser notebooks course bench reproduce clean help
+.PHONY: setup lab lint test unit browser notebooks course site site-test bench reproduce clean help
 
 help:
 	@echo "make setup   create .venv and install the course (pip install -e '.[test]')"
@@ -14,6 +14,8 @@ help:
 	@echo "make test    lint, then unit tests + browser tests + every notebook under nbval"
 	@echo "make browser only the browser tests (notebooks in JupyterLab, sliders moved in Chromium)"
 	@echo "make course  execute every notebook headless and refresh figures/"
+	@echo "make site    the course as a static website in site/ (executed notebooks, offline), then open site/index.html"
+	@echo "make site-test  check the built site in headless Chromium (no request may leave 127.0.0.1)"
 	@echo "make bench   training-speed benchmarks and every notebook timed under nbval (benchmarks/)"
 	@echo "make reproduce  the published VAE likelihood on Fashion-MNIST, reproduced (hours on a CPU; resumable)"
 
@@ -50,6 +52,12 @@ notebooks: setup
 course: setup
 	$(PY) -m vae_lib.course
 
+site: setup
+	$(PY) -m vae_lib.site
+
+site-test: setup
+	$(PY) -m pytest tests/test_site.py -rs -p no:cacheprovider
+
 bench: setup
 	$(PY) -m benchmarks.run --course
 
@@ -57,4 +65,4 @@ reproduce: setup
 	$(PY) -m benchmarks.reproduce
 
 clean:
-	rm -rf outputs .pytest_cache
+	rm -rf outputs site .pytest_cache

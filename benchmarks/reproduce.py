@@ -29,12 +29,12 @@ JSON and in ``outputs/reproduce/log.txt``.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import os
 import platform
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from datetime import date
@@ -43,6 +43,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from vae_lib.checkpoints import atomic_save
 from vae_lib.data import Split, load_data
 from vae_lib.evaluation import iwae_bound
 from vae_lib.likelihoods import binarize
@@ -106,20 +107,6 @@ def splits(protocol: Protocol, device) -> tuple[Split, Split, Split]:
     return fit_part, val, test
 
 
-def _atomic_save(payload: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 class Run:
     """The state of one training run of the protocol, saved and restored as a plain dict."""
 
@@ -136,17 +123,24 @@ class Run:
         self.history = History()
         self.seconds = 0.0                 # wall time of training and validation, over all resumed runs
         self.done = False
+        self.snapshot = None              # the state at the end of the last finished epoch
         self._clock = time.perf_counter()
 
     def state(self) -> dict:
-        return {"version": STATE_VERSION, "protocol": asdict(self.protocol), "epoch": self.epoch,
-                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "best_loss": self.best["loss"], "best_epoch": self.best["epoch"], "best_state": self.best["state"],
-                "waited": self.waited, "val_loss": self.val_loss, "history": self.history.to_dict(),
-                "seconds": self.seconds, "done": self.done, "rng": torch.get_rng_state()}
+        """Everything needed to continue exactly where the run is now (copies, not references)."""
+        rng = {"cpu": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return copy.deepcopy({
+            "version": STATE_VERSION, "protocol": asdict(self.protocol), "epoch": self.epoch,
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "best_loss": self.best["loss"], "best_epoch": self.best["epoch"], "best_state": self.best["state"],
+            "waited": self.waited, "val_loss": self.val_loss, "history": self.history.to_dict(),
+            "seconds": self.seconds, "done": self.done, "rng": rng})
 
-    def save(self) -> None:
-        _atomic_save(self.state(), self.path)
+    def save(self, state: dict | None = None) -> None:
+        """Write ``state`` (default: the run as it is now) atomically."""
+        atomic_save(state if state is not None else self.state(), self.path)
 
     def resume(self, log) -> bool:
         """Continue from the saved state if there is one for this protocol; say so."""
@@ -162,7 +156,9 @@ class Run:
             self.best = {"loss": s["best_loss"], "epoch": s["best_epoch"], "state": s["best_state"]}
             self.val_loss = list(s["val_loss"])
             self.history = History.from_dict(s["history"])
-            torch.set_rng_state(s["rng"].cpu())
+            torch.set_rng_state(s["rng"]["cpu"].cpu())
+            if "cuda" in s["rng"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all([t.cpu() for t in s["rng"]["cuda"]])
         except Exception as err:  # noqa: BLE001 - any unusable file: start afresh, and say why
             log(f"Cannot resume from {self.path} ({type(err).__name__}: {err}); starting from epoch 1.")
             self.__init__(self.protocol, self.device, self.path.parent)
@@ -192,6 +188,7 @@ class Run:
                 self.waited = 0
         stop = self.waited > p.patience or not math.isfinite(loss) or epoch >= p.max_epochs
         self.done = stop
+        self.snapshot = self.state()   # what an interrupt in the next epoch saves: the end of this one
         log(f"epoch {epoch}: beta {history.beta[-1]:.3f}, train -ELBO {history.train_loss[-1]:.3f}, "
             f"validation -ELBO {loss:.3f} (best {self.best['loss']:.3f} at epoch {self.best['epoch']}), "
             f"{history.seconds[-1]:.1f} s", to_screen=False)
@@ -204,7 +201,7 @@ class Run:
 
 def evaluate_test(run: Run, test: Split, log) -> dict:
     """-log p(x) of the best weights on the test images by IWAE with the protocol's samples."""
-    run.model.load_state_dict(run.best["state"])
+    run.model.load_state_dict(run.best["state"] if run.best["state"] is not None else run.model.state_dict())
     run.model.eval()
     start = time.perf_counter()
     bound = iwae_bound(run.model, test.images, run.protocol.importance_samples,
@@ -274,6 +271,7 @@ def run_protocol(protocol: Protocol, out: Path, folder: Path, device, log_path: 
     train, val, test = splits(protocol, device)
     run = Run(protocol, device, folder)
     run.resume(log)
+    run.snapshot = run.state()            # an interrupt before the first epoch ends saves this
     bar = tqdm(total=protocol.max_epochs, initial=run.epoch, desc="epochs", unit="epoch")
     if not run.done:
         run._clock = time.perf_counter()
@@ -282,7 +280,7 @@ def run_protocol(protocol: Protocol, out: Path, folder: Path, device, log_path: 
                       first_epoch=run.epoch + 1, progress=False,
                       callback=lambda epoch, h: run.after_epoch(epoch, h, val, log, bar))
         if history.interrupted:
-            run.save()
+            run.save(run.snapshot)         # the end of the last finished epoch, not the half-done one
             bar.close()
             log(f"Interrupted after epoch {run.epoch}; the state is saved in {run.path}. Run again to continue.")
             return 130

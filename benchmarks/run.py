@@ -14,6 +14,8 @@ Variants:
               and (1024, 4e-3), this one had the lowest test loss after 10 epochs
   cuda-graph  (CUDA only) the course's step captured once as a CUDA graph and replayed, which
               removes the per-kernel launch overhead, large next to such a small model's arithmetic
+  conv        notebook 08's convolutional VAE (16/32 feature maps, latent 2, batch 128, Adam 3e-3) on
+              the course's pipeline, with a floor from its own FLOPs and the time of each layer alone
 Each variant trains a fresh model from the same initial weights for ``--epochs`` epochs. Seconds per
 epoch are the median over the epochs after the first (the warm-up), images per second follow from
 it, and the test loss (negative ELBO per image) is measured after the last epoch: speed must not
@@ -39,6 +41,7 @@ from pathlib import Path
 import torch
 import torchvision
 
+from vae_lib.conv import ConvVAE, conv_vae_flops
 from vae_lib.data import dataset_name, load_data
 from vae_lib.losses import bernoulli_nll
 from vae_lib.models import VAE
@@ -283,6 +286,55 @@ def step_anatomy(train, init_state, device, batch: int = 128, lr: float = 1e-3, 
             "bernoulli_loss_alone_ms": _per_call_ms(bernoulli_loss, device)}
 
 
+# --- the convolutional VAE (notebook 08) -----------------------------------------------------
+
+CONV_CHANNELS, CONV_LR = 16, 3e-3
+
+
+def conv_layer_ms(model: ConvVAE, device, batch: int = 128) -> dict:
+    """Milliseconds of each layer's forward and backward pass alone, at ``batch``, with its FLOPs.
+
+    The backward pass computes the weights' gradient and, except for the first layer (its input is
+    the data), the input's gradient, as in training.
+    """
+    c1, c2 = model.channels, 2 * model.channels
+    shapes = {"conv1": (1, 28), "conv2": (c1, 14), "deconv1": (c2, 7), "deconv2": (c1, 14)}
+    rows = {}
+    for name, (channels, side) in shapes.items():
+        layer = getattr(model, name)
+        x = torch.randn(batch, channels, side, side, device=device).contiguous(memory_format=torch.channels_last)
+        x.requires_grad_(name != "conv1")
+
+        def fwd_bwd(layer=layer, x=x):
+            layer.zero_grad(set_to_none=True)
+            layer(x).sum().backward()
+
+        with torch.no_grad():
+            out = layer(x)
+        per_pixel = 2 * layer.in_channels * layer.out_channels * layer.kernel_size[0] * layer.kernel_size[1]
+        pixels = out.shape[-1] ** 2 if name.startswith("conv") else side * side
+        passes = 2 if name == "conv1" else 3
+        flop = passes * per_pixel * pixels * batch
+        ms = _per_call_ms(fwd_bwd, device, repeats=30)
+        rows[name] = {"ms": ms, "gflop": flop / 1e9, "gflops_per_s": flop / (ms / 1e3) / 1e9}
+    return rows
+
+
+def conv_benchmark(train, test, device, epochs: int, throughput: float, batch: int = 128) -> dict:
+    """One epoch of notebook 08's conv VAE on the course's pipeline, against its own FLOP floor."""
+    set_seed(0)
+    model = ConvVAE(latent_dim=2, channels=CONV_CHANNELS).to(device)
+    reset_peak_memory(device)
+    seconds = course_epochs(model, train, epochs, batch, CONV_LR, device)
+    median = statistics.median(seconds[1:]) if len(seconds) > 1 else seconds[0]
+    flops = conv_vae_flops(model)["training"] * len(train)
+    return {"channels": CONV_CHANNELS, "latent_dim": 2, "batch_size": batch, "lr": CONV_LR, "epochs": epochs,
+            "seconds_per_epoch": median, "seconds_all_epochs": seconds, "peak_memory_mb": peak_memory_mb(device),
+            "test_loss": evaluate(model, test)["loss"], "epoch_gflop": flops / 1e9,
+            "floor_seconds": flops / throughput, "ratio_to_floor": median / (flops / throughput),
+            "layers": conv_layer_ms(model, device, batch), "steps_per_epoch": -(-len(train) // batch)}
+
+
 # --- running ---------------------------------------------------------------------------------
 
 _PROC_STATUS = Path("/proc/self/status")        # Linux: VmHWM is the peak resident set
@@ -393,6 +445,24 @@ def markdown(report: dict) -> str:
             f"{a['bernoulli_loss_alone_ms']:.3f} ms. Adam's default multi-tensor kernel takes "
             f"{ms['adam_default_kernel']:.3f} ms per step where the fused one takes {ms['adam']:.3f} ms.",
         ]
+    c = report.get("conv")
+    if c:
+        lines += [
+            "",
+            f"Notebook 08's convolutional VAE ({c['channels']}/{2 * c['channels']} feature maps, latent {c['latent_dim']}, "
+            f"batch {c['batch_size']}, Adam {c['lr']:g}, {c['epochs']} epochs): {c['seconds_per_epoch']:.3f} s per epoch, "
+            f"test -ELBO {c['test_loss']:.2f}. Its floor: {c['epoch_gflop']:.1f} GFLOP per epoch at the same "
+            f"{f['matmul_gflops']:.1f} GFLOP/s = {c['floor_seconds']:.3f} s, so the epoch takes "
+            f"{c['ratio_to_floor']:.1f}x its floor.",
+            "",
+            "| layer, forward and backward alone | ms per step | GFLOP | GFLOP/s |",
+            "|---|---|---|---|",
+        ]
+        for name, row in c["layers"].items():
+            lines.append(f"| {name} | {row['ms']:.3f} | {row['gflop']:.3f} | {row['gflops_per_s']:.1f} |")
+        per_step = sum(row["ms"] for row in c["layers"].values())
+        lines += ["", f"The four convolutions alone take {per_step:.2f} ms of a step, "
+                      f"{per_step * c['steps_per_epoch'] / 1e3:.2f} s of an epoch."]
     if report.get("course"):
         total = sum(r["seconds"] for r in report["course"])
         lines += ["", "| notebook under nbval (no checkpoints cached) | seconds |", "|---|---|"]
@@ -405,7 +475,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
     p.add_argument("--epochs", type=int, default=10, help="epochs per variant; the first is the warm-up (default 10)")
     p.add_argument("--dataset", default=None, help="mnist or fashion-mnist (default: $VAE_DATASET or mnist)")
-    p.add_argument("--variants", nargs="*", default=None, help="a subset of: textbook course large-batch cuda-graph")
+    p.add_argument("--variants", nargs="*", default=None, help="a subset of: textbook course large-batch cuda-graph conv")
     p.add_argument("--course", action="store_true", help="also time every notebook under nbval")
     p.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON and Markdown results")
     args = p.parse_args(argv)
@@ -424,8 +494,8 @@ def main(argv=None) -> int:
     }
     if device.type == "cuda":
         variants["cuda-graph"] = (128, 1e-3, lambda m, e, b, lr: cuda_graph_epochs(m, train, e, b, lr, device))
-    chosen = args.variants or list(variants)
-    unknown = set(chosen) - set(variants)
+    chosen = args.variants or list(variants) + ["conv"]
+    unknown = set(chosen) - set(variants) - {"conv"}
     if unknown:
         p.error(f"unknown or unsupported variants on {device.type}: {sorted(unknown)}; choose from {list(variants)}")
     if "textbook" not in chosen:
@@ -437,7 +507,7 @@ def main(argv=None) -> int:
     print(f"floor: {flops / 1e9:.1f} GFLOP per epoch at {throughput / 1e9:.1f} GFLOP/s = {floor_seconds:.3f} s", flush=True)
 
     rows = []
-    for name in chosen:
+    for name in (v for v in chosen if v in variants):
         batch, lr, fn = variants[name]
         print(f"{name}: {args.epochs} epochs ...", flush=True)
         row = run_variant(name, fn, fresh_model(device, init_state), test, args.epochs, batch, lr, device)
@@ -463,6 +533,11 @@ def main(argv=None) -> int:
         anatomy = step_anatomy(train, init_state, device)
         anatomy["floor_ms"] = floor_seconds / (len(train) / anatomy["batch_size"]) * 1e3
         report["anatomy"] = anatomy
+    if "conv" in chosen:
+        print(f"conv: {args.epochs} epochs ...", flush=True)
+        report["conv"] = conv_benchmark(train, test, device, args.epochs, throughput)
+        print(f"  {report['conv']['seconds_per_epoch']:.3f} s/epoch, {report['conv']['ratio_to_floor']:.2f}x its floor",
+              flush=True)
     if args.course:
         print("the course under nbval:", flush=True)
         report["course"] = course_under_nbval(dataset)

@@ -97,3 +97,29 @@ def test_cuda_graph_variant_trains_like_the_eager_course_step():
             losses[name] = model_loss(model, split.images, reduction="mean").loss.item()
     assert losses["graph"] < 0.8 * start_loss, (start_loss, losses)
     assert abs(losses["graph"] - losses["eager"]) < 0.05 * losses["eager"], losses
+
+
+def test_conv_layers_are_timed_with_their_training_flops():
+    from benchmarks.run import conv_layer_ms
+    from vae_lib.conv import ConvVAE, conv_vae_flops
+
+    model = ConvVAE(latent_dim=2, channels=4)
+    rows = conv_layer_ms(model, torch.device("cpu"), batch=8)
+    assert set(rows) == {"conv1", "conv2", "deconv1", "deconv2"} and all(r["ms"] > 0 for r in rows.values())
+    linear = 3 * (2 * 2 * model.features * 2) + 3 * (2 * 2 * model.features)   # fc_mu, fc_logvar, fc_dec: 3 passes
+    assert sum(r["gflop"] for r in rows.values()) * 1e9 == pytest.approx(8 * (conv_vae_flops(model)["training"] - linear))
+
+
+def test_markdown_reports_the_conv_vae_against_its_floor():
+    row = {"variant": "course", "batch_size": 128, "lr": 1e-3, "seconds_per_epoch": 2.0,
+           "images_per_second": 30000.0, "ratio_to_textbook": 0.25, "ratio_to_floor": 1.4,
+           "peak_memory_mb": 900.0, "test_loss": 264.5}
+    report = {"device": "cpu", "dataset": "fashion-mnist", "epochs": 10, "torch": "2.14", "torchvision": "0.29",
+              "python": "3.11", "date": "2026-12-01", "floor": {"epoch_gflop": 189.0, "matmul_gflops": 100.0, "seconds": 1.89},
+              "variants": [dict(row, variant="textbook", ratio_to_textbook=1.0)],
+              "conv": {"channels": 16, "latent_dim": 2, "batch_size": 128, "lr": 3e-3, "epochs": 10,
+                       "seconds_per_epoch": 9.5, "test_loss": 271.0, "epoch_gflop": 323.0, "floor_seconds": 3.23,
+                       "ratio_to_floor": 2.94, "steps_per_epoch": 469,
+                       "layers": {"conv1": {"ms": 2.0, "gflop": 0.026, "gflops_per_s": 13.0}}}}
+    text = markdown(report)
+    assert "9.500 s per epoch" in text and "2.9x its floor" in text and "| conv1 | 2.000 | 0.026 | 13.0 |" in text

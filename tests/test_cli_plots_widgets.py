@@ -171,3 +171,24 @@ def test_cli_ctrl_c_says_how_far_it_got_and_exits_130(tmp_path, monkeypatch, cap
     assert err.strip() == "interrupted: 1 of 3 epochs completed; no samples saved", "one line says how far it got"
     assert "Interrupted" not in out and re.findall(r"^Epoch \d+", out, re.M) == ["Epoch 1"]
     assert not (tmp_path / "s.png").exists()
+
+
+def test_cli_ctrl_c_outside_a_step_says_where_it_was(tmp_path, monkeypatch, capsys):
+    args = _tiny(tmp_path, monkeypatch) + ["--epochs", "3"]
+
+    def stopped_loading(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("vae_lib.train.load_data", stopped_loading)
+    assert main(args) == 130
+    assert capsys.readouterr().err.strip() == "interrupted while loading the data; no samples saved"
+    monkeypatch.undo()
+
+    def second_ctrl_c(model, train, test, log=None, **k):
+        log("Epoch 1, Loss: 500.0000, Test: 490.0000, seconds: 0.10")
+        raise KeyboardInterrupt                  # pressed twice: it ends fit at once
+
+    args = _tiny(tmp_path, monkeypatch) + ["--epochs", "3"]
+    monkeypatch.setattr("vae_lib.train.fit", second_ctrl_c)
+    assert main(args) == 130
+    assert capsys.readouterr().err.strip() == "interrupted while training, 1 of 3 epochs completed; no samples saved"

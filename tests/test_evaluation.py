@@ -479,3 +479,22 @@ def test_importance_weights_use_the_models_own_likelihood():
     assert torch.allclose(log_w, expected, rtol=1e-5)
     with pytest.raises(ValueError, match=r"in \[0, 1\]"):
         importance_log_weights(model, x * 300, 4)
+
+
+def test_eight_bit_bounds_add_the_change_of_scale_only_for_densities():
+    from vae_lib.evaluation import eight_bit_bounds
+    from vae_lib.likelihoods import LOG_256, dequantize
+
+    torch.manual_seed(0)
+    x = torch.randint(0, 256, (4, 784)).float() / 255
+    for name, offset in (("discretized-logistic", 0.0), ("continuous-bernoulli", 784 * LOG_256)):
+        model = VAE(latent_dim=2, hidden_dim=16, likelihood=name)
+        b = eight_bit_bounds(model, x, 20, generator=gen(3))
+        g = gen(3)
+        data = dequantize(x, g) if offset else x                   # the same draws, by hand
+        log_w = importance_log_weights(model, data, 20, generator=g)
+        assert torch.allclose(b["elbo"], offset - log_w.mean(0))
+        assert torch.allclose(b["iwae"], offset - iwae_from_log_weights(log_w, 20)[0])
+        assert (b["iwae"] <= b["elbo"] + 1e-9).all()
+    with pytest.raises(ValueError, match="not a distribution of 8-bit images"):
+        eight_bit_bounds(VAE(latent_dim=2, hidden_dim=16), x, 5)

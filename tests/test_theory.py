@@ -4,6 +4,7 @@ Monte Carlo checks use a fixed generator and a tolerance of five standard errors
 estimator fails one of them with probability below 1e-6 for a fresh seed, and a wrong formula
 (a dropped factor 1/2, a missing score) is off by dozens of standard errors.
 """
+import dataclasses
 import math
 
 import matplotlib
@@ -171,7 +172,7 @@ def test_linear_gaussian_rejects_bad_parameters(kwargs):
 def test_linear_gaussian_accepts_ints_and_stores_floats():
     m = LinearGaussian(2, 0, 1)
     assert isinstance(m.w, float) and isinstance(m.s, float)
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         m.w = 3.0  # frozen: the exact model cannot be changed under an estimator's feet
 
 

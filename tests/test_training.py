@@ -534,3 +534,53 @@ def test_binarize_draws_a_fresh_binary_image_every_batch():
     se = (grey * (1 - grey) / len(draws)).sqrt()
     assert ((draws.mean(0) - grey).abs() <= 5 * se).all(), "the binary pixels do not average to the grey levels"
     assert not torch.equal(model.seen[0], model.seen[1]), "two epochs saw the same binary images"
+
+
+def test_binarize_leaves_the_model_with_the_likelihood_it_was_trained_for():
+    model = VAE(hidden_dim=8, likelihood="gaussian")
+    fit(model, make_split(32), epochs=1, likelihood="bernoulli", binarize=True, progress=False)
+    assert model.likelihood.name == "bernoulli"
+
+
+def test_ctrl_c_in_the_callback_stops_before_another_step():
+    import os
+    import signal
+
+    set_seed(0)
+    model = VAE(latent_dim=2, hidden_dim=16)
+    opt, after = _steps_recorded(model)
+
+    def callback(epoch, history):
+        os.kill(os.getpid(), signal.SIGINT)
+
+    h = fit(model, make_split(96), epochs=3, batch_size=32, optimizer=opt, callback=callback, progress=False)
+    assert h.interrupted and len(h) == 1 and len(after) == 3, "no step of epoch 2 may run"
+
+
+def test_ctrl_c_during_the_last_evaluation_does_not_undo_a_finished_run(capsys):
+    class Interrupting(VAE):
+        evaluations = 0
+
+        def forward(self, x, y=None):
+            if not self.training:
+                Interrupting.evaluations += 1
+                if Interrupting.evaluations == 2:      # the test evaluation after the 2nd (last) epoch
+                    import os
+                    import signal
+                    os.kill(os.getpid(), signal.SIGINT)
+            return super().forward(x, y)
+
+    seen = []
+    h = fit(Interrupting(hidden_dim=8), make_split(64), make_split(16, False), epochs=2, batch_size=32,
+            progress=False, callback=lambda epoch, history: seen.append(epoch))
+    assert len(h) == 2 and not h.interrupted and seen == [1, 2]
+    assert "Interrupted" not in capsys.readouterr().out
+
+
+def test_checkpoints_are_readable_like_any_file(tmp_path):
+    import os
+
+    path = save_checkpoint(tmp_path / "c.pt", VAE(hidden_dim=8), CFG, History())
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask

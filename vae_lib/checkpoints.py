@@ -34,7 +34,7 @@ FORMAT_VERSION = 2
 #: Of the data module only what shapes the data counts: the split and its batches, and how a split is
 #: loaded (not, say, the wording of its error messages).
 CODE_MODULES = {"data": ("Split", "load_split"), "likelihoods": None, "losses": None, "models": None, "training": None}
-KIND_MODULES = {"conv": ("conv",), "made": ("autoregressive",), "cvae": ("conditional",)}
+KIND_MODULES = {"conv": ("conv",), "made": ("autoregressive",), "cvae": ("conditional",), "judge": ("downstream",)}
 #: The fields TrainConfig had when the first checkpoints were written. Fields added since enter a
 #: checkpoint's key only when they differ from their defaults, so existing names stay valid.
 _FIRST_FIELDS = ("dataset", "model", "latent_dim", "hidden_dim", "epochs", "batch_size", "lr", "likelihood",
@@ -57,7 +57,7 @@ def _code_without_docstrings(source: str, keep: tuple[str, ...] | None = None) -
         if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
                 and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
             node.body = body[1:] or [ast.Pass()]
-    return ast.dump(tree, annotate_fields=False)
+    return ast.unparse(tree)  # canonical source text: the same on every Python version that parses it
 
 
 def code_fingerprint(kind: str = "vae") -> str:
@@ -139,8 +139,6 @@ def save_checkpoint(path: str | Path, model: nn.Module, config: TrainConfig, his
     The file appears complete or not at all: an interrupted save leaves any earlier file intact.
     Notebook 04.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format_version": FORMAT_VERSION,
         "code": code_fingerprint(config.model),
@@ -148,8 +146,23 @@ def save_checkpoint(path: str | Path, model: nn.Module, config: TrainConfig, his
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "history": history.to_dict(),
     }
+    return atomic_save(payload, path)
+
+
+def atomic_save(payload: dict, path: str | Path) -> Path:
+    """``torch.save`` of ``payload`` to ``path`` that appears complete or not at all.
+
+    Written to a temporary file in the same folder, flushed to disk, then renamed over ``path``; an
+    interrupted or failed save leaves any earlier file intact and no temporary file behind.
+    Notebook 04 (every cached file of the course goes through it).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # as an ordinary file would be (mkstemp makes it private)
         with os.fdopen(fd, "wb") as f:
             torch.save(payload, f)
             f.flush()

@@ -63,9 +63,16 @@ def _check_x(x, name: str = "x") -> torch.Tensor:
     return x
 
 
+def _likelihood(model):
+    """A model's decoder distribution: its ``likelihood``, or the seed's Bernoulli for a model without one."""
+    from .likelihoods import get_likelihood
+
+    return getattr(model, "likelihood", None) or get_likelihood("bernoulli")
+
+
 def _check_model(model, x: torch.Tensor, labels=None) -> None:
     if _is_vae(model):
-        model.likelihood.check(x, name="x")
+        _likelihood(model).check(x, name="x")
         if x.shape[1] != model.input_dim:
             raise ValueError(f"x has {x.shape[1]} pixels but the model expects {model.input_dim}")
         if getattr(model, "conditional", False) and labels is None:
@@ -83,7 +90,7 @@ def _check_q(model, x: torch.Tensor, q, labels=None) -> tuple[torch.Tensor, torc
         if not _is_vae(model):
             raise ValueError("a log_joint function has no encoder: pass q=(mu, logvar), each of shape (N, latent_dim)")
         with torch.no_grad():
-            mu, logvar = model.encode(x, labels)
+            mu, logvar = model.encode(x) if labels is None else model.encode(x, labels)
     else:
         if not (isinstance(q, (tuple, list)) and len(q) == 2 and all(isinstance(t, torch.Tensor) for t in q)):
             raise ValueError("q must be a pair of tensors (mu, logvar)")
@@ -145,13 +152,15 @@ def _decoder_log_joint(model: nn.Module, x: torch.Tensor, z: torch.Tensor, label
     s = z.shape[0]
     with torch.no_grad():
         z_model = z.reshape(-1, z.shape[-1]).to(parameter.dtype).to(parameter.device)
+        # Row s * N + n of z_model is sample s of image n, so labels and images are tiled s times.
         y = None if labels is None else labels.to(parameter.device).repeat(s)
         # An autoregressive decoder reads the image it scores (teacher forcing); the others ignore x.
-        x_model = x.to(parameter.device, parameter.dtype).repeat(s, 1) if model.autoregressive else None
-        params = model.decode_logits(z_model, y, x_model).reshape(*z.shape[:2], -1)
+        x_model = x.to(parameter.device, parameter.dtype).repeat(s, 1) if getattr(model, "autoregressive", False) else None
+        params = (model.decode_logits(z_model) if y is None and x_model is None
+                  else model.decode_logits(z_model, y, x_model)).reshape(*z.shape[:2], -1)
         # Per pixel in the decoder's precision (each term is accurate to ~1e-7 of itself); the sum
         # over 784 pixels, where float32 rounding would add up, in float64.
-        terms = model.likelihood.log_prob(params, x.to(params.device, params.dtype))
+        terms = _likelihood(model).log_prob(params, x.to(params.device, params.dtype))
         log_lik = _f64(terms, work).sum(-1)
     return _log_prior(_f64(z, work)) + log_lik
 
@@ -389,7 +398,8 @@ def grid_log_joint(model, x: torch.Tensor, grid: LatentGrid, chunk: int = 4096,
     vae = _is_vae(model)
     if vae and model.latent_dim != grid.dim:
         raise ValueError(f"the model's latent space has {model.latent_dim} dimensions but the grid {grid.dim}")
-    if vae and isinstance(model.likelihood, Bernoulli) and not model.conditional and not model.autoregressive:
+    if vae and isinstance(_likelihood(model), Bernoulli) and not getattr(model, "conditional", False) \
+            and not getattr(model, "autoregressive", False):
         parameter = next(model.parameters())
         x64 = _f64(x, work)
         with torch.no_grad():
@@ -747,8 +757,8 @@ def eight_bit_bounds(model: nn.Module, images: torch.Tensor, k: int, generator: 
         raise ValueError(f"model must be a VAE with encode and decode_logits, got {type(model).__name__}")
     x = _check_x(images, "images")
     k = _positive_int(k, "k")
-    offset = eight_bit_offset(model.likelihood, x.shape[1])
-    if model.likelihood.measures == "density":
+    offset = eight_bit_offset(_likelihood(model), x.shape[1])
+    if _likelihood(model).measures == "density":
         x = dequantize(x, generator)
     log_w = importance_log_weights(model, x, k, generator=generator, labels=labels)
     return {"elbo": offset - log_w.mean(0), "iwae": offset - iwae_from_log_weights(log_w, k)[0]}

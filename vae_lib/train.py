@@ -57,28 +57,35 @@ def main(argv=None) -> int:
     line ``error: ...`` on stderr. 130: interrupted with Ctrl-C, after one line saying how far it got.
     """
     args = parse_args(argv)
+    progress = {"phase": "starting", "epochs": 0}
     try:
-        return _run(args)
+        return _run(args, progress)
     except KeyboardInterrupt:
-        print("interrupted before training started; nothing was trained", file=sys.stderr)
+        # Reached when Ctrl-C falls outside a training step (fit stops cleanly inside one), or is pressed twice.
+        done = f", {progress['epochs']} of {args.epochs} epochs completed" if progress["phase"] == "training" else ""
+        print(f"interrupted while {progress['phase']}{done}; no samples saved", file=sys.stderr)
         return 130
     except (ValueError, DatasetUnavailableError, FloatingPointError, RuntimeError, OSError) as err:
         print(f"error: {_one_line(err)}", file=sys.stderr)
         return 2
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, progress: dict) -> int:
     name = dataset_name(args.dataset)
     device = check_device(args.device, "--device") if args.device else get_device(verbose=False)
     set_seed(args.seed)
     print(f"Dataset: {name}; device: {describe_device(device)}", flush=True)
+    progress["phase"] = "loading the data"
     train, test = load_data(name, device=device)
     model = VAE(latent_dim=args.latent_dim, hidden_dim=args.hidden_dim).to(device)
+
     def log(line: str) -> None:
         # fit's own note on an interrupt speaks of the model in memory; the command line says its own line below.
         if not line.startswith("Interrupted:"):
+            progress["epochs"] += line.startswith("Epoch ")
             print(line, flush=True)
 
+    progress["phase"] = "training"
     try:
         history = fit(model, train, None if args.no_test else test, epochs=args.epochs, batch_size=args.batch_size,
                       lr=args.lr, progress=args.progress, log=log)
@@ -89,6 +96,7 @@ def _run(args: argparse.Namespace) -> int:
     if history.interrupted:
         print(f"interrupted: {len(history)} of {args.epochs} epochs completed; no samples saved", file=sys.stderr)
         return 130
+    progress["phase"] = "saving the samples"
     samples = model.sample(64).cpu()
     path = args.samples or outputs_dir() / f"train_samples_{name}.png"
     try:

@@ -282,6 +282,8 @@ def fit(
     _check_free_bits(free_bits)
     if callback is not None and not callable(callback):
         raise ValueError("callback must be a function callback(epoch, history) or None")
+    if getattr(model, "likelihood", lik) is not lik:
+        model.likelihood = lik  # the decoder's outputs now mean what they were trained for
     if binarize:
         if lik.name not in ("bernoulli", BinarizedBernoulli.name):
             raise ValueError(f"binarize=True makes binary images, which only a Bernoulli models; the likelihood is {lik.name}")
@@ -296,8 +298,6 @@ def fit(
     if test is not None:
         test = test.with_images(prepare(test.images, torch.Generator().manual_seed(0)))
         lik.check(test.images, name=f"{test.name} images")
-    if getattr(model, "likelihood", lik) is not lik and not binarize:
-        model.likelihood = lik
     if optimizer is None:
         optimizer = adam(model.parameters(), lr=lr)
     history = History()
@@ -306,6 +306,8 @@ def fit(
     last = first_epoch + epochs - 1
     with _StopRequest() as stop:
         for epoch in range(first_epoch, last + 1):
+            if stop.requested:  # Ctrl-C arrived between epochs (in the evaluation, the log or the callback)
+                break
             weight = kl_weight(epoch, beta, warmup_epochs)
             model.train()
             start = time.perf_counter()
@@ -323,7 +325,9 @@ def fit(
                     optimizer.zero_grad(set_to_none=True)
                     objective.backward()
                     optimizer.step()
-                except KeyboardInterrupt:  # raised inside the step: its unfinished work is dropped
+                except KeyboardInterrupt:  # raised inside the step: its gradients are dropped
+                    # (before optimizer.step the weights are untouched; the signal handler above makes a
+                    # raise inside optimizer.step itself all but impossible)
                     optimizer.zero_grad(set_to_none=True)
                     stop.requested = True
                     break
@@ -357,9 +361,9 @@ def fit(
                 if test is not None:
                     line += f", Test: {history.test_loss[-1]:.4f}"
                 log(line + f", seconds: {seconds:.2f}")
-            if stop.requested or (callback is not None and callback(epoch, history)):
+            if callback is not None and callback(epoch, history):
                 break
-    if stop.requested:
+    if stop.requested and len(history) < epochs:
         history.interrupted = True
         _say(log, f"Interrupted: {len(history)} of {epochs} epochs completed. The model keeps the weights "
                   "of its last finished step; the history holds the finished epochs.")

@@ -1,0 +1,273 @@
+"""The course as a static website: ``python -m vae_lib.site`` (``make site``).
+
+Every notebook is executed top to bottom in a fresh kernel (trained models come from ``checkpoints/``,
+so after ``make test`` this is quick), then exported to HTML with nbconvert's JupyterLab template,
+extended (``vae_lib/templates/site``) with a bar of links (home, previous, next, contents). The
+README becomes the home page. Everything a page loads is served from the site itself: MathJax from
+the ``jupyter-server-mathjax`` package, figures embedded or copied; no page asks a CDN for anything.
+
+Sliders cannot move without a kernel, so each explorer is replaced by its first picture and one line
+saying that it is interactive in JupyterLab (``make lab``); progress bars are left out. The site goes
+to ``site/`` at the repository root (gitignored). Figures the notebooks save while the site is built
+go to a temporary folder, so ``figures/`` is not touched.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import html
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .course import notebook_paths
+from .utils import REPO_ROOT
+
+SITE_DIR = REPO_ROOT / "site"
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+MATHJAX_CONFIG = "TeX-AMS-MML_HTMLorMML-full,Safe"
+EXPLORER_NOTE = ("Interactive in JupyterLab (<code>make lab</code>): there the controls above redraw this picture. "
+                 "Here it shows the picture for their first values{values}.")
+
+
+def mathjax_folder() -> Path:
+    """The local copy of MathJax that the pages load (from the ``jupyter-server-mathjax`` package)."""
+    try:
+        import jupyter_server_mathjax
+    except ImportError as err:
+        raise RuntimeError("the site needs a local MathJax: pip install jupyter-server-mathjax "
+                           "(it is in the course's test extra: make setup)") from err
+    folder = Path(jupyter_server_mathjax.__file__).resolve().parent / "static"
+    if not (folder / "MathJax.js").is_file():
+        raise RuntimeError(f"no MathJax.js in {folder}; reinstall jupyter-server-mathjax")
+    return folder
+
+
+def page_name(notebook: Path | str) -> str:
+    """The HTML page of a notebook: ``04_training_an_mlp_vae.ipynb`` -> ``04_training_an_mlp_vae.html``."""
+    return Path(notebook).with_suffix(".html").name
+
+
+def title_of(nb) -> str:
+    """A notebook's title: its first Markdown heading, without the leading #."""
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("#"):
+                    return line.lstrip("#").strip()
+    return "notebook"
+
+
+# --------------------------------------------------------------------------- links
+
+
+def rewrite_links(markdown: str, notebook_names: set[str], from_readme: bool, extra_pages: dict[str, str]) -> str:
+    """Point a page's Markdown links at the site: notebooks to their pages, the README to the home page.
+
+    ``extra_pages`` maps repository files that get a page of their own (e.g. benchmark results) to it.
+    Links to folders or other repository files, which the site does not hold, keep their text and
+    lose the link.
+    """
+    def replace(match: re.Match) -> str:
+        text, target = match.group(1), match.group(2)
+        if re.match(r"^[a-z]+:", target) or target.startswith("#"):
+            return match.group(0)                       # an absolute URL (absent from the course) or an anchor
+        path, _, anchor = target.partition("#")
+        name = Path(path).name
+        if name in notebook_names:
+            return f"[{text}]({page_name(name)}{'#' + anchor if anchor else ''})"
+        if name == "README.md":
+            return f"[{text}](index.html)"
+        key = path.removeprefix("./") if from_readme else path
+        if key in extra_pages:
+            return f"[{text}]({extra_pages[key]})"
+        if key.startswith("figures/"):
+            return match.group(0)                       # the figures are copied into the site
+        return text
+
+    return re.sub(r"(?<!\!)\[([^\]]*)\]\(([^)\s]+)\)", replace, markdown)
+
+
+# --------------------------------------------------------------------------- explorers
+
+
+def _widget_state(nb) -> dict:
+    return nb.metadata.get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+
+
+def _descendants(state: dict, model_id: str, seen: set | None = None):
+    seen = set() if seen is None else seen
+    if model_id in seen or model_id not in state:
+        return
+    seen.add(model_id)
+    yield model_id, state[model_id]
+    children = state[model_id].get("state", {}).get("children", [])
+    for child in children:
+        if isinstance(child, str) and child.startswith("IPY_MODEL_"):
+            yield from _descendants(state, child[len("IPY_MODEL_"):], seen)
+
+
+def _control_values(models) -> str:
+    values = []
+    for _, model in models:
+        s = model.get("state", {})
+        if model.get("model_name", "").endswith(("SliderModel", "DropdownModel")) and s.get("description"):
+            if "_options_labels" in s and isinstance(s.get("index"), int):
+                value = s["_options_labels"][s["index"]]
+            else:
+                value = s.get("value")
+                value = f"{value:.2f}" if isinstance(value, float) else value
+            values.append(f"{html.escape(str(s['description']))} = {html.escape(str(value))}")
+    return f" ({', '.join(values)})" if values else ""
+
+
+def freeze_widgets(nb):
+    """Replace every widget output by what it shows without a kernel; return the new notebook.
+
+    An explorer (a widget holding an ipywidgets Output) becomes the Output's pictures and a note that
+    it is interactive in JupyterLab; any other widget (a progress bar) is left out. The widget state
+    is dropped, so the page loads no widget JavaScript.
+    """
+    nb = copy.deepcopy(nb)
+    state = _widget_state(nb)
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        outputs = []
+        for output in cell.get("outputs", []):
+            view = output.get("data", {}).get(WIDGET_VIEW) if output.get("output_type") in ("display_data",
+                                                                                              "execute_result") else None
+            if view is None:
+                outputs.append(output)
+                continue
+            models = list(_descendants(state, view.get("model_id", "")))
+            pictures = [o for _, m in models if m.get("model_name") == "OutputModel"
+                        for o in m.get("state", {}).get("outputs", [])]
+            if not pictures:
+                continue                                # a progress bar: nothing to show without a kernel
+            note = EXPLORER_NOTE.format(values=_control_values(models))
+            outputs.append({"output_type": "display_data", "metadata": {},
+                            "data": {"text/html": f'<p class="course-explorer-note">{note}</p>'}})
+            outputs.extend(copy.deepcopy(pictures))
+        cell["outputs"] = outputs
+    nb.metadata.pop("widgets", None)
+    return nb
+
+
+# --------------------------------------------------------------------------- building
+
+
+def execute(path: Path, timeout: int = 900):
+    """Execute a notebook in a fresh kernel, as ``make course`` does; return it with its outputs."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=True,
+                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    return nb
+
+
+def _exporter():
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(template_name="site", extra_template_basedirs=[str(TEMPLATES)])
+    exporter.mathjax_url = f"_static/mathjax/MathJax.js?config={MATHJAX_CONFIG}"
+    exporter.exclude_input_prompt = True
+    exporter.exclude_output_prompt = True
+    exporter.embed_images = True
+    return exporter
+
+
+def _markdown_page(markdown: str, title: str):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(markdown)])
+    nb.metadata["title"] = title
+    return nb
+
+
+def _write(exporter, nb, out: Path, resources: dict) -> None:
+    body, _ = exporter.from_notebook_node(nb, resources=resources)
+    out.write_text(body, encoding="utf-8")
+
+
+def build(out: Path = SITE_DIR, only: list[str] | None = None, timeout: int = 900, log=print) -> Path:
+    """Build the site in ``out`` (replacing it) and return the path of its home page."""
+    notebooks = notebook_paths()
+    chosen = notebook_paths(only=only) if only else notebooks
+    names = {p.name for p in notebooks}
+    mathjax = mathjax_folder()
+    exporter = _exporter()
+    staging = Path(tempfile.mkdtemp(prefix=".site-", dir=out.parent))
+    figures_tmp = tempfile.mkdtemp(prefix="site-figures-")
+    previous_figures = os.environ.get("VAE_FIGURES_DIR")
+    os.environ["VAE_FIGURES_DIR"] = figures_tmp      # the executed notebooks must not touch figures/
+    try:
+        shutil.copytree(mathjax, staging / "_static" / "mathjax")
+        if (REPO_ROOT / "figures").is_dir():
+            shutil.copytree(REPO_ROOT / "figures", staging / "figures")
+        extra_pages = {"benchmarks/results/cpu.md": "benchmarks-cpu.html"}
+        titles, executed = {}, {}
+        total = 0.0
+        for path in chosen:
+            start = time.perf_counter()
+            nb = execute(path, timeout)
+            seconds = time.perf_counter() - start
+            total += seconds
+            log(f"{path.name:<40}{seconds:7.1f} s")
+            executed[path.name] = freeze_widgets(nb)
+            titles[path.name] = title_of(nb)
+        toc = [(page_name(p.name), titles.get(p.name, p.stem)) for p in notebooks if p.name in executed]
+        for i, path in enumerate(p for p in notebooks if p.name in executed):
+            nb = executed[path.name]
+            for cell in nb.cells:
+                if cell.cell_type == "markdown":
+                    cell.source = rewrite_links(cell.source, names, from_readme=False, extra_pages={})
+            nb.metadata["title"] = titles[path.name]
+            nav = {"home": "index.html", "toc": toc, "current": page_name(path.name),
+                   "prev": toc[i - 1] if i > 0 else None, "next": toc[i + 1] if i + 1 < len(toc) else None}
+            _write(exporter, nb, staging / page_name(path.name), {"course": nav, "metadata": {"name": titles[path.name]}})
+        readme = rewrite_links((REPO_ROOT / "README.md").read_text(encoding="utf-8"), names, from_readme=True,
+                               extra_pages=extra_pages)
+        home_nav = {"home": "index.html", "toc": toc, "current": "index.html", "prev": None,
+                    "next": toc[0] if toc else None}
+        _write(exporter, _markdown_page(readme, "Variational Autoencoders, a course"), staging / "index.html",
+               {"course": home_nav, "metadata": {"name": "Variational Autoencoders, a course"}})
+        for source, page in extra_pages.items():
+            text = (REPO_ROOT / source).read_text(encoding="utf-8")
+            _write(exporter, _markdown_page(text, Path(source).name), staging / page,
+                   {"course": home_nav | {"current": page}, "metadata": {"name": Path(source).name}})
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    finally:
+        if previous_figures is None:
+            os.environ.pop("VAE_FIGURES_DIR", None)
+        else:
+            os.environ["VAE_FIGURES_DIR"] = previous_figures
+        shutil.rmtree(figures_tmp, ignore_errors=True)
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    log(f"{'all notebooks':<40}{total:7.1f} s; the site is in {out} (open {out / 'index.html'})")
+    return out / "index.html"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m vae_lib.site", description=__doc__.split("\n\n")[0])
+    parser.add_argument("only", nargs="*", help="notebook number prefixes to build, e.g. 04 05 (default: all)")
+    parser.add_argument("--out", type=Path, default=SITE_DIR, help="the site's folder (default: site/)")
+    parser.add_argument("--timeout", type=int, default=900, help="seconds per cell (default 900)")
+    args = parser.parse_args(argv)
+    build(args.out.resolve(), args.only, args.timeout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
