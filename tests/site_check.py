@@ -23,7 +23,7 @@ import browser
 _PAGE_JS = r"""
 () => {
   const prose = document.body.cloneNode(true);
-  prose.querySelectorAll('pre, code, script, style, .jp-InputArea, .jp-OutputArea, nav.course, .MathJax_Preview')
+  prose.querySelectorAll('pre, code, script, style, .jp-CodeCell .jp-InputArea, .jp-OutputArea, nav.course, .MathJax_Preview')
        .forEach(el => el.remove());
   return {
     text: prose.innerText,
@@ -46,7 +46,7 @@ _MATHJAX_DONE_JS = r"""
 })
 """
 #: Raw TeX that typeset math would not leave in a page's text.
-RAW_TEX = re.compile(r"\$\$|\$[^$\n]{1,200}\$|\\\(|\\\[|\\(frac|mathbb|mathcal|operatorname|sum|int|log)\b")
+RAW_TEX = re.compile(r"\$\$|\$[^$\n]{1,200}\$|\\\(|\\\[|\\(?:frac|mathbb|mathcal|operatorname|sum|int|log)\b")
 
 
 @dataclass

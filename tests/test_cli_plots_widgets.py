@@ -1,3 +1,4 @@
+import os
 import re
 import subprocess
 import sys
@@ -5,6 +6,7 @@ import sys
 import matplotlib
 import pytest
 import torch
+from pathlib import Path
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -69,7 +71,9 @@ def test_plot_history_and_save_figure(tmp_path):
     assert len(fig.axes) == 3 and len(fig.axes[0].lines) == 2
     path = save_figure(fig, "04_history", "mnist", folder=tmp_path)
     assert path == tmp_path / "04_history_mnist.png" and path.stat().st_size > 1000
-    assert save_figure(fig, "01_gap").name == "01_gap.png"  # into VAE_FIGURES_DIR
+    # Without a folder it goes to VAE_FIGURES_DIR (under test a temporary one), never to the committed figures/.
+    default = save_figure(fig, "01_gap")
+    assert default == Path(os.environ["VAE_FIGURES_DIR"]) / "01_gap.png" and default.is_file()
     with pytest.raises(ValueError):
         save_figure(fig, "a/b")
     with pytest.raises(ValueError, match="empty"):

@@ -62,6 +62,25 @@ def test_active_units_count_the_dimensions_whose_mean_moves_with_the_image():
         active_units(model, images[:1])
 
 
+def test_a_unit_whose_mean_is_far_from_zero_but_the_same_for_every_image_is_not_active():
+    """Activity is the variance of the posterior mean over images, not its size: a constant code says nothing."""
+    model = _model(dead=(1, 3))
+    with torch.no_grad():
+        model.fc_mu.bias[1] = 3.0                # unit 1: mean 3 for every image, still dead
+        model.fc_mu.weight[2].mul_(0.0)
+        model.fc_mu.bias[2] = 0.0                # unit 2: mean 0 for every image
+        model.fc_mu.weight[3] = model.fc_mu.weight[0]   # unit 3: moves with the image as unit 0 does, centred below
+    images = make_split(200, train=False).images
+    with torch.no_grad():
+        mu, _ = model.encode(images)
+        model.fc_mu.bias[3] -= mu[:, 3].mean()   # zero average, yet it varies from image to image
+        mu, _ = model.encode(images)
+    assert abs(mu[:, 1].mean().item() - 3.0) < 1e-6 and abs(mu[:, 3].mean().item()) < 1e-5
+    assert mu[:, 3].var(unbiased=False) > 0.01
+    units = active_units(model, images)
+    assert units.active.tolist() == [True, False, False, True]
+
+
 def test_surgery_of_a_posterior_that_ignores_the_image_is_all_zero():
     model = _model(dead=(0, 1, 2, 3))
     s = elbo_surgery(model, make_split(100, train=False).images, n_samples=500, generator=torch.Generator().manual_seed(0))

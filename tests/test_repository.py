@@ -55,3 +55,15 @@ def test_notebooks_use_the_installed_library(path):
     assert "sys.path" not in source, f"{path.name} edits sys.path; import vae_lib as installed"
     assert "import vae_lib" in source or "from vae_lib" in source
     assert "assert " in source, f"{path.name} checks nothing"
+
+
+def test_running_the_tests_leaves_the_committed_figures_alone():
+    """Under test the notebooks save their figures to a temporary folder; only `make course` writes figures/,
+    and CI fails when a run changed the working tree."""
+    makefile = (ROOT / "Makefile").read_text()
+    recipes = dict(re.findall(r"^([a-z-]+):[^\n]*\n((?:\t[^\n]*\n?)+)", makefile, flags=re.M))
+    for target in ("test", "notebooks"):
+        assert 'VAE_FIGURES_DIR="$$(mktemp -d)"' in recipes[target], f"make {target} must not write figures/"
+    assert "VAE_FIGURES_DIR" not in recipes["course"]
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "git status --porcelain" in ci and ci.index("make test") < ci.index("git status --porcelain")

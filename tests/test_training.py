@@ -351,12 +351,14 @@ def test_kl_weight_warms_up_linearly():
 def test_free_bits_clamp_each_dimensions_batch_mean():
     from vae_lib.training import free_bits_kl
 
-    kl = torch.tensor([[0.1, 2.0, 0.0], [0.3, 4.0, 0.0]], requires_grad=True)   # batch means 0.2, 3.0, 0.0
-    assert free_bits_kl(kl, 0.0).item() == pytest.approx(6.4)
-    assert free_bits_kl(kl, 0.5).item() == pytest.approx(2 * (0.5 + 3.0 + 0.5))
+    # Batch means 0.2, 3.0, 0.0 and 0.6; the last dimension is below lambda = 0.5 in one image and above
+    # it on average, so clamping each image's KL instead of the batch mean would give 0.5 + 1.1, not 1.2.
+    kl = torch.tensor([[0.1, 2.0, 0.0, 0.1], [0.3, 4.0, 0.0, 1.1]], requires_grad=True)
+    assert free_bits_kl(kl, 0.0).item() == pytest.approx(7.6)
+    assert free_bits_kl(kl, 0.5).item() == pytest.approx(2 * (0.5 + 3.0 + 0.5 + 0.6))
     free_bits_kl(kl, 0.5).backward()
     # Below lambda a dimension gets no gradient (it may rest at the prior); above, the plain one.
-    assert torch.equal(kl.grad, torch.tensor([[0.0, 1.0, 0.0], [0.0, 1.0, 0.0]]))
+    assert torch.equal(kl.grad, torch.tensor([[0.0, 1.0, 0.0, 1.0], [0.0, 1.0, 0.0, 1.0]]))
     with pytest.raises(ValueError, match="free_bits"):
         free_bits_kl(kl, -0.1)
     with pytest.raises(ValueError, match="shape"):

@@ -32,6 +32,9 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 MATHJAX_CONFIG = "TeX-AMS-MML_HTMLorMML-full,Safe"
+#: Results in the repository that the home page links to, each made a page of the site (when present).
+RESULT_PAGES = {"benchmarks/results/cpu.md": "benchmarks-cpu.html",
+                "benchmarks/results/reproduce.md": "benchmarks-reproduce.html"}
 EXPLORER_NOTE = ("Interactive in JupyterLab (<code>make lab</code>): there the controls above redraw this picture. "
                  "Here it shows the picture for their first values{values}.")
 
@@ -213,7 +216,7 @@ def build(out: Path = SITE_DIR, only: list[str] | None = None, timeout: int = 90
         shutil.copytree(mathjax, staging / "_static" / "mathjax")
         if (REPO_ROOT / "figures").is_dir():
             shutil.copytree(REPO_ROOT / "figures", staging / "figures")
-        extra_pages = {"benchmarks/results/cpu.md": "benchmarks-cpu.html"}
+        extra_pages = {source: page for source, page in RESULT_PAGES.items() if (REPO_ROOT / source).is_file()}
         titles, executed = {}, {}
         total = 0.0
         for path in chosen:
