@@ -142,6 +142,14 @@ class Run:
         """Write ``state`` (default: the run as it is now) atomically."""
         atomic_save(state if state is not None else self.state(), self.path)
 
+    def keep_aside(self) -> Path:
+        """Rename the saved state to a free name beside it (``..._unusable_1.pt``, ...); return that name."""
+        n = 1
+        while (kept := self.path.with_name(f"{self.path.stem}_unusable_{n}{self.path.suffix}")).exists():
+            n += 1
+        self.path.rename(kept)
+        return kept
+
     def resume(self, log) -> bool:
         """Continue from the saved state if there is one for this protocol; say so."""
         if not self.path.is_file():
@@ -159,8 +167,10 @@ class Run:
             torch.set_rng_state(s["rng"]["cpu"].cpu())
             if "cuda" in s["rng"] and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all([t.cpu() for t in s["rng"]["cuda"]])
-        except Exception as err:  # noqa: BLE001 - any unusable file: start afresh, and say why
-            log(f"Cannot resume from {self.path} ({type(err).__name__}: {err}); starting from epoch 1.")
+        except Exception as err:  # noqa: BLE001 - any unusable file: keep it aside, start afresh, say why
+            kept = self.keep_aside()
+            log(f"Cannot resume from {self.path} ({type(err).__name__}: {err}); it is kept as {kept} (nothing "
+                "is overwritten: delete it when you no longer need it). Starting from epoch 1.")
             self.__init__(self.protocol, self.device, self.path.parent)
             return False
         log(f"Resuming from {self.path}: {self.epoch} epochs done, best validation -ELBO "

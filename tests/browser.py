@@ -11,9 +11,9 @@ fixtures call in ``try/finally``:
 * :class:`Browser` drives Debian's Chromium (``/usr/bin/chromium``) through PyPI's ``playwright``
   with ``executable_path`` (Playwright's own browser download is never used), headless, with a
   fresh profile.
-* :func:`exercise_notebook` opens one notebook, runs all cells from JupyterLab's Run menu, waits
-  for the kernel to be idle, checks that no cell shows an error, then moves every slider with the
-  keyboard and checks that its readout changed and that the picture it drives was redrawn (the
+* :func:`exercise_notebook` opens one notebook, runs all cells (or those up to its last explorer)
+  from JupyterLab's Run menu, waits for the kernel to be idle, checks that no cell shows an error,
+  then moves every slider with the keyboard and checks that its readout changed and that the picture it drives was redrawn (the
   ``<img>`` data in the explorer's ``Output`` differs from before). It saves a screenshot.
 
 Failures raise :class:`HarnessFailure` (an ``AssertionError``) subclasses with a message that says
@@ -150,6 +150,18 @@ def uses_sliders(path: Path) -> bool:
             if SLIDER_PATTERN.search("".join(source) if isinstance(source, list) else source):
                 return True
     return False
+
+
+def last_slider_cell(path: Path) -> int:
+    """The index (among all cells) of the notebook's last code cell that builds sliders; -1 if none."""
+    nb = json.loads(Path(path).read_text(encoding="utf-8"))
+    last = -1
+    for index, cell in enumerate(nb.get("cells", [])):
+        source = cell.get("source", "")
+        if cell.get("cell_type") == "code" and SLIDER_PATTERN.search(
+                "".join(source) if isinstance(source, list) else source):
+            last = index
+    return last
 
 
 def notebooks_with_sliders(folder: Path = NOTEBOOKS_DIR) -> list[Path]:
@@ -478,6 +490,22 @@ _STATE_JS = r"""
 }
 """
 
+#: Make one cell (by index) the notebook's active cell, as clicking it would.
+_SELECT_CELL_JS = r"""
+([path, index]) => {
+  const app = window.jupyterapp;
+  for (const w of app.shell.widgets('main')) {
+    if (w.context && w.context.path === path && w.content) {
+      w.content.mode = 'command';
+      w.content.activeCellIndex = Math.min(index, w.content.widgets.length - 1);
+      w.content.deselectAll();
+      return w.content.activeCellIndex;
+    }
+  }
+  return -1;
+}
+"""
+
 #: Number every slider (data-vae-slider) and the explorer around it (data-vae-explorer): the
 #: nearest ancestor, inside the cell, that holds an ipywidgets Output.
 _SLIDERS_JS = r"""
@@ -611,9 +639,13 @@ class NotebookSession:
     def state(self) -> dict:
         return self.page.evaluate(_STATE_JS, self.relpath)
 
-    def run_all(self, timeout: float) -> None:
-        """Run > Run All Cells from JupyterLab's menu, then wait until every cell ran and the kernel is idle."""
-        clicked_at, attempts = self._click_run_all(), 1
+    def run_all(self, timeout: float, through: int | None = None) -> None:
+        """Run > Run All Cells from JupyterLab's menu, then wait until every cell ran and the kernel is idle.
+
+        With ``through`` (a cell index): Run > Run All Above Selected Cell with the next cell selected,
+        so cells 0 to ``through`` run and the later ones do not (they must not have run).
+        """
+        clicked_at, attempts = self._click_run_all(through), 1
         deadline, settled, started = time.monotonic() + timeout, 0, False
         while True:
             time.sleep(0.5)
@@ -625,7 +657,7 @@ class NotebookSession:
                     if attempts >= 2:
                         raise HarnessFailure(f"{self.name}: Run > Run All Cells was clicked twice and no cell "
                                              f"started (state: {state})")
-                    clicked_at, attempts = self._click_run_all(), attempts + 1
+                    clicked_at, attempts = self._click_run_all(through), attempts + 1
                     continue
             if not state.get("ready"):
                 raise HarnessFailure(f"{self.name}: the notebook closed while running: {state.get('why')}")
@@ -633,7 +665,13 @@ class NotebookSession:
                 raise HarnessFailure(f"{self.name}: JupyterLab shows a dialog: {state['dialogs']}")
             cells = state["cells"]
             queued = [c["index"] for c in cells if c["prompt"].startswith("[*]")]
-            pending = [c["index"] for c in cells if not c["empty"] and c["count"] is None]
+            pending = [c["index"] for c in cells if not c["empty"] and c["count"] is None
+                       and (through is None or c["index"] <= through)]
+            ran_too_far = [c["index"] for c in cells if through is not None and c["index"] > through
+                           and c["count"] is not None]
+            if ran_too_far:
+                raise HarnessFailure(f"{self.name}: cells {ran_too_far} ran, but only cells up to {through} "
+                                     "were asked for")
             errors = [c for c in cells if c["errors"]]
             idle = state["kernel"] == "idle" and not queued
             if idle and (errors or not pending):
@@ -649,10 +687,13 @@ class NotebookSession:
                 raise NotebookTimeout(f"{self.name}: Run All Cells did not finish within {timeout:.0f} s: {where}; "
                                       f"kernel {state['kernel']} (raise VAE_BROWSER_RUN_TIMEOUT if it is only slow)")
 
-    def _click_run_all(self) -> float:
+    def _click_run_all(self, through: int | None = None) -> float:
         self.page.locator(".jp-NotebookPanel .jp-Notebook").first.click(position={"x": 5, "y": 5})
+        if through is not None:      # select the cell after ``through``: everything above it runs
+            self.page.evaluate(_SELECT_CELL_JS, [self.relpath, through + 1])
         self.page.locator("#jp-MainMenu .lm-MenuBar-item", has_text=re.compile(r"^\s*Run\s*$")).click()
-        self.page.locator('.lm-Menu-item[data-command="runmenu:run-all"]').click()
+        command = "runmenu:run-all" if through is None else "notebook:run-all-above"
+        self.page.locator(f'.lm-Menu-item[data-command="{command}"]').click()
         return time.monotonic()
 
     def check_no_errors(self, when: str) -> None:
@@ -794,8 +835,11 @@ def _cell_errors(cells: list[dict]) -> str:
 
 def exercise_notebook(server: LabServer, browser: Browser, relpath: str, screenshot: Path | None = None, *,
                       run_timeout_s: float | None = None, redraw_timeout_s: float | None = None,
-                      open_timeout_s: float | None = None) -> NotebookReport:
+                      open_timeout_s: float | None = None, through_last_explorer: bool = False) -> NotebookReport:
     """Open ``relpath`` (relative to the server's root), run all cells, move every slider, screenshot.
+
+    ``through_last_explorer``: run only the cells up to the last one that builds sliders (the cells
+    after it, which nbval runs in ``make test`` anyway, are not run a second time here).
 
     Raises a :class:`HarnessFailure` on the first problem (after saving the screenshot anyway, so
     there is something to look at). Always closes the page and shuts the notebook's kernel down.
@@ -810,7 +854,8 @@ def exercise_notebook(server: LabServer, browser: Browser, relpath: str, screens
         session.open(open_timeout_s)
         report.open_s = time.monotonic() - t0
         t0 = time.monotonic()
-        session.run_all(run_timeout_s)
+        through = last_slider_cell(server.root / relpath) if through_last_explorer else None
+        session.run_all(run_timeout_s, through=through if through is not None and through >= 0 else None)
         report.run_s = time.monotonic() - t0
         t0 = time.monotonic()
         report.sliders = session.sliders(redraw_timeout_s)

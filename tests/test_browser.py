@@ -1,9 +1,11 @@
 """Browser tests: the course's notebooks in a real JupyterLab, driven through Chromium.
 
-For every notebook with sliders: Run All Cells from JupyterLab's menu, no cell may show an error;
-then every slider is moved with the keyboard, its readout must change and the picture it drives
-must be redrawn. A fixture notebook, written here, proves that the harness itself catches a draw
-function that ignores its slider, an error in a cell and an error in a slider's callback.
+For every notebook with sliders: run its cells from JupyterLab's Run menu up to its last explorer
+(nbval runs every cell in ``make test``), no cell may show an error; then every slider is moved
+with the keyboard, its readout must change and the picture it drives must be redrawn. A fixture
+notebook, written here, proves that the harness itself catches a draw function that ignores its
+slider, an error in a cell and an error in a slider's callback, and that a run up to the last
+explorer stops there.
 
 Skipped (with the reason) when Chromium or playwright is missing, unless ``VAE_REQUIRE_BROWSER=1``
 (as in CI), which turns the skip into a failure. Screenshots: ``tests/screenshots/<notebook>.png``.
@@ -116,6 +118,15 @@ def test_error_in_a_cell_is_caught(lab, chromium):
 
 
 @pytest.mark.browser
+def test_a_run_through_the_last_explorer_stops_there(lab, chromium):
+    """Cells after the last explorer (here the failing one) are not run; the sliders still move."""
+    relpath = _fixture(lab, "fixture_error_after_explorers", error_cell=True)
+    assert browser.last_slider_cell(lab.root / relpath) == 3
+    report = browser.exercise_notebook(lab, chromium, relpath, None, through_last_explorer=True)
+    assert [s.label for s in report.sliders] == ["a", "n", "shift", "colour"]
+
+
+@pytest.mark.browser
 def test_error_in_a_slider_callback_is_caught(lab, chromium):
     with pytest.raises(browser.CellError, match=r"(?s)output shows an error.*ValueError: draw cannot handle a=0.6"):
         browser.exercise_notebook(lab, chromium, _fixture(lab, "fixture_callback_error", callback_error=True),
@@ -129,8 +140,9 @@ def test_error_in_a_slider_callback_is_caught(lab, chromium):
     COURSE_NOTEBOOKS or [pytest.param(None, marks=pytest.mark.skip(reason="no notebook with sliders yet"))],
     ids=[p.stem for p in COURSE_NOTEBOOKS] or ["none"])
 def test_notebook_sliders(lab, chromium, capsys, notebook):
-    """Run the notebook in JupyterLab, then move every slider: readout and picture must change."""
+    """Run the notebook in JupyterLab up to its last explorer, then move every slider: readout and
+    picture must change. (nbval runs every cell of it in ``make test``.)"""
     report = browser.exercise_notebook(lab, chromium, f"notebooks/{notebook.name}",
-                                       browser.screenshot_dir() / f"{notebook.stem}.png")
+                                       browser.screenshot_dir() / f"{notebook.stem}.png", through_last_explorer=True)
     _report(capsys, report)
     assert report.sliders, f"{notebook.name} has no slider"

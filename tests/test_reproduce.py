@@ -87,3 +87,17 @@ def test_smoke_run_is_interrupted_resumes_exactly_and_writes_its_results(tmp_pat
     assert report["difference"] == pytest.approx(report["nll"] - 228.70)
     md = (out / "reproduce_smoke.md").read_text()
     assert "228.70" in md and f"{report['nll']:.2f}" in md
+
+
+def test_a_state_file_that_cannot_be_resumed_is_kept_not_overwritten(tmp_path, monkeypatch):
+    monkeypatch.setenv("VAE_DATA_DIR", str(tmp_path / "data"))
+    folder, log = tmp_path / "state", tmp_path / "log.txt"
+    folder.mkdir()
+    hours_of_work = b"a state written by another version of the code"
+    (folder / "gated_vae_smoke.pt").write_bytes(hours_of_work)
+    (folder / "gated_vae_smoke_unusable_1.pt").write_bytes(b"kept by an earlier run")
+    assert reproduce.run_protocol(reproduce.SMOKE, tmp_path / "results", folder, "cpu", log) == 0
+    assert (folder / "gated_vae_smoke_unusable_2.pt").read_bytes() == hours_of_work
+    assert (folder / "gated_vae_smoke_unusable_1.pt").read_bytes() == b"kept by an earlier run"
+    assert "Cannot resume" in log.read_text() and "gated_vae_smoke_unusable_2.pt" in log.read_text()
+    assert torch.load(folder / "gated_vae_smoke.pt", weights_only=True)["done"], "the new run saved its own state"

@@ -171,12 +171,13 @@ def test_config_key_depends_on_every_field():
     for change in ({"dataset": "fashion-mnist"}, {"latent_dim": 3}, {"lr": 2e-3}, {"seed": 1}, {"beta": 2.0}):
         other = TrainConfig(**{**CFG.to_dict(), **change})
         assert other.key() != CFG.key() and checkpoint_path(other) != checkpoint_path(CFG)
-    for change in ({"channels": 16}, {"warmup_epochs": 3}, {"free_bits": 0.5}):
+    for change in ({"channels": 16}, {"warmup_epochs": 3}, {"free_bits": 0.5}, {"labels_per_class": 5},
+                   {"labels_per_class": 5, "label_seed": 1}):
         assert TrainConfig(**{**CFG.to_dict(), **change}).key() != CFG.key()
     assert TrainConfig().to_dict() == {
         "dataset": "mnist", "model": "vae", "latent_dim": 2, "hidden_dim": 400, "epochs": 10, "batch_size": 128,
         "lr": 1e-3, "likelihood": "bernoulli", "beta": 1.0, "binarize": False, "seed": 0,
-        "channels": 32, "warmup_epochs": 0, "free_bits": 0.0}
+        "channels": 32, "warmup_epochs": 0, "free_bits": 0.0, "labels_per_class": 0, "label_seed": 0}
 
 
 def test_fields_added_later_keep_the_existing_checkpoint_names():
@@ -586,3 +587,41 @@ def test_checkpoints_are_readable_like_any_file(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_a_labelled_budget_trains_on_those_images_only_and_is_cached_under_its_own_name(tmp_path):
+    from vae_lib.downstream import label_budget
+
+    train = make_split(256)
+    config = TrainConfig(dataset="mnist", latent_dim=2, hidden_dim=16, epochs=2, batch_size=8,
+                         labels_per_class=12, label_seed=3)
+    assert config.key() != TrainConfig(dataset="mnist", latent_dim=2, hidden_dim=16, epochs=2, batch_size=8).key()
+    assert config.key() != TrainConfig(**{**config.to_dict(), "label_seed": 4}).key()
+    assert "_l12s3_" in config.filename()
+    logs = []
+    model, history = train_or_load(config, train, folder=tmp_path, progress=False, log=logs.append)
+    assert "saved to" in logs[-1]
+    assert len(history) == 2
+    # The same weights as fit on label_budget's images, with the same seed.
+    set_seed(0)
+    direct = config.build()
+    fit(direct, label_budget(train, 12, 3).labelled, epochs=2, batch_size=8, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), direct.state_dict().values()))
+    again, _ = train_or_load(config, train, folder=tmp_path, progress=False, log=logs.append)
+    assert logs[-1].startswith("Loaded")
+    with pytest.raises(ValueError, match="labels_per_class"):
+        TrainConfig(labels_per_class=-1)
+
+
+def test_a_checkpoint_saved_before_a_field_was_added_still_loads(tmp_path):
+    config = TrainConfig(hidden_dim=16, epochs=1)
+    model, history = train_or_load(config, make_split(32), folder=tmp_path, progress=False, log=None)
+    path = checkpoint_path(config, tmp_path)
+    payload = torch.load(path, weights_only=True)
+    for field in ("labels_per_class", "label_seed", "free_bits"):
+        del payload["config"][field]          # as a checkpoint written before these fields existed
+    torch.save(payload, path)
+    loaded, _ = load_checkpoint(path, config)
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+    with pytest.raises(CheckpointError, match="was trained with"):
+        load_checkpoint(path, TrainConfig(hidden_dim=16, epochs=1, labels_per_class=2))

@@ -60,20 +60,27 @@ def _code_without_docstrings(source: str, keep: tuple[str, ...] | None = None) -
     return ast.unparse(tree)  # canonical source text: the same on every Python version that parses it
 
 
-def code_fingerprint(kind: str = "vae") -> str:
-    """A short hash of the code that makes a model of ``kind``: :data:`CODE_MODULES` and the kind's own
-    module (:data:`KIND_MODULES`), without comments, docstrings, layout or ``draw_*`` functions.
+def code_fingerprint(kind: str = "vae", extra: tuple[str, ...] = ()) -> str:
+    """A short hash of the code that makes a model of ``kind``: :data:`CODE_MODULES`, the kind's own
+    module (:data:`KIND_MODULES`) and the ``extra`` modules, without comments, docstrings, layout or
+    ``draw_*`` functions.
 
     Stored in every checkpoint; a checkpoint with another fingerprint was made by other code and is
     retrained. Introduced in notebook 04.
     """
     digest = hashlib.sha256()
     folder = Path(__file__).resolve().parent
-    modules = {**CODE_MODULES, **{name: None for name in KIND_MODULES.get(kind, ())}}
+    modules = {**CODE_MODULES, **{name: None for name in (*KIND_MODULES.get(kind, ()), *extra)}}
     for name, keep in modules.items():
         digest.update(name.encode())
         digest.update(_code_without_docstrings((folder / f"{name}.py").read_text(encoding="utf-8"), keep).encode())
     return digest.hexdigest()[:16]
+
+
+def config_fingerprint(config: "TrainConfig") -> str:
+    """:func:`code_fingerprint` of the code that makes ``config``'s model: with ``labels_per_class``,
+    also the code that picks the labelled images (``downstream``)."""
+    return code_fingerprint(config.model, ("downstream",) if config.labels_per_class else ())
 
 
 class CheckpointError(RuntimeError):
@@ -101,6 +108,13 @@ class TrainConfig:
     channels: int = 32
     warmup_epochs: int = 0
     free_bits: float = 0.0
+    labels_per_class: int = 0       # > 0: train on that many labelled images per class only (notebook 11)
+    label_seed: int = 0             # which ones: vae_lib.downstream.label_budget(train, labels_per_class, label_seed)
+
+    def __post_init__(self):
+        if not isinstance(self.labels_per_class, int) or self.labels_per_class < 0:
+            raise ValueError(f"labels_per_class must be 0 (the whole training split) or a positive number of "
+                             f"images per class, not {self.labels_per_class!r}")
 
     def to_dict(self) -> dict:
         """The configuration as a plain dict (stored in the checkpoint and compared on load)."""
@@ -120,7 +134,8 @@ class TrainConfig:
     def filename(self) -> str:
         """A readable file name that ends in the configuration's :meth:`key`."""
         width = f"c{self.channels}" if self.model == "conv" else f"h{self.hidden_dim}"
-        return f"{self.model}_{self.dataset}_z{self.latent_dim}_{width}_e{self.epochs}_{self.key()}.pt"
+        labels = f"_l{self.labels_per_class}s{self.label_seed}" if self.labels_per_class else ""
+        return f"{self.model}_{self.dataset}_z{self.latent_dim}_{width}_e{self.epochs}{labels}_{self.key()}.pt"
 
     def build(self) -> nn.Module:
         """A fresh, untrained model of this configuration (:func:`vae_lib.models.build_model`)."""
@@ -141,7 +156,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, config: TrainConfig, his
     """
     payload = {
         "format_version": FORMAT_VERSION,
-        "code": code_fingerprint(config.model),
+        "code": config_fingerprint(config),
         "config": config.to_dict(),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "history": history.to_dict(),
@@ -191,11 +206,14 @@ def load_checkpoint(path: str | Path, config: TrainConfig, device: torch.device 
         raise CheckpointError(f"{path} is not a readable checkpoint ({type(err).__name__}: {err})") from err
     if not isinstance(payload, dict) or payload.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{path} is not a vae_lib checkpoint of format {FORMAT_VERSION}")
-    if payload.get("config") != config.to_dict():
+    stored = payload.get("config")
+    if isinstance(stored, dict):   # a checkpoint from before a field was added was made with its default
+        stored = {**{f.name: f.default for f in fields(TrainConfig) if f.name not in _FIRST_FIELDS}, **stored}
+    if stored != config.to_dict():
         raise CheckpointError(f"{path} was trained with {payload.get('config')}, not the requested {config.to_dict()}")
-    if payload.get("code") != code_fingerprint(config.model):
+    if payload.get("code") != config_fingerprint(config):
         raise CheckpointError(f"{path} was made by other code (vae_lib's models, data or training changed since: "
-                              f"fingerprint {payload.get('code')}, now {code_fingerprint(config.model)})")
+                              f"fingerprint {payload.get('code')}, now {config_fingerprint(config)})")
     model = config.build().to(device)
     try:
         model.load_state_dict(payload["state_dict"])
@@ -218,11 +236,16 @@ def train_or_load(
     """Return ``(model, history)`` for ``config``: from its checkpoint if a good one exists, else
     trained with :func:`~vae_lib.training.fit` and saved.
 
-    ``config.dataset`` must name the data set of ``train``. A bad checkpoint is reported through
-    ``log`` and retrained. Introduced in notebook 04.
+    ``config.dataset`` must name the data set of ``train``. With ``config.labels_per_class`` the model
+    is trained on the labelled images that :func:`vae_lib.downstream.label_budget` picks from ``train``
+    (notebook 11). A bad checkpoint is reported through ``log`` and retrained. Introduced in notebook 04.
     """
     if config.dataset != train.dataset:
         raise ValueError(f"config.dataset is {config.dataset!r} but the training split is {train.dataset!r}")
+    if config.labels_per_class:
+        from .downstream import label_budget
+
+        train = label_budget(train, config.labels_per_class, config.label_seed).labelled
     path = checkpoint_path(config, folder)
     device = train.device
     if path.exists() and not retrain:

@@ -1,10 +1,11 @@
 """The course as a static website: ``python -m vae_lib.site`` (``make site``).
 
-Every notebook is executed top to bottom in a fresh kernel (trained models come from ``checkpoints/``,
-so after ``make test`` this is quick), then exported to HTML with nbconvert's JupyterLab template,
-extended (``vae_lib/templates/site``) with a bar of links (home, previous, next, contents). The
-README becomes the home page. Everything a page loads is served from the site itself: MathJax from
-the ``jupyter-server-mathjax`` package, figures embedded or copied; no page asks a CDN for anything.
+Every notebook is executed top to bottom in a fresh kernel, one per CPU core at a time (trained
+models come from ``checkpoints/``, so after ``make test`` this is quick), then exported to HTML with
+nbconvert's JupyterLab template, extended (``vae_lib/templates/site``) with a bar of links (home,
+previous, next, contents). The README becomes the home page. Everything a page loads is served from
+the site itself: MathJax from the ``jupyter-server-mathjax`` package, figures embedded or copied; no
+page asks a CDN for anything.
 
 Sliders cannot move without a kernel, so each explorer is replaced by its first picture and one line
 saying that it is interactive in JupyterLab (``make lab``); progress bars are left out. The site goes
@@ -21,6 +22,7 @@ import re
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -166,15 +168,64 @@ def freeze_widgets(nb):
 # --------------------------------------------------------------------------- building
 
 
-def execute(path: Path, timeout: int = 900):
-    """Execute a notebook in a fresh kernel, as ``make course`` does; return it with its outputs."""
+def default_jobs() -> int:
+    """How many notebooks the site build executes at once: one per CPU core, at most four."""
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
+def execute_many(paths: list[Path], timeout: int = 900, jobs: int = 1, log=print, on_done=None) -> dict[str, tuple]:
+    """Execute notebooks, ``jobs`` at a time, each in a fresh kernel; return ``{name: (nb, seconds)}``.
+
+    ``on_done(name, nb)``, if given, is called (in a worker thread) as soon as a notebook has run,
+    while the others go on.
+
+    With several jobs each kernel gets an equal share of the CPU cores as PyTorch threads (through
+    ``OMP_NUM_THREADS``, unless that is already set), so that the kernels do not fight over cores.
+    The first notebook that fails stops the others and its error is raised.
+    """
+    import asyncio
+
     import nbformat
     from nbclient import NotebookClient
 
-    nb = nbformat.read(path, as_version=4)
-    NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=True,
-                   resources={"metadata": {"path": str(path.parent)}}).execute()
-    return nb
+    env = dict(os.environ)
+    if jobs > 1 and "OMP_NUM_THREADS" not in env:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
+
+    async def one(path: Path, slots: asyncio.Semaphore):
+        async with slots:
+            nb = nbformat.read(path, as_version=4)
+            start = time.perf_counter()
+            await NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=True,
+                                 resources={"metadata": {"path": str(path.parent)}}).async_execute(env=env)
+            seconds = time.perf_counter() - start
+            log(f"{path.name:<40}{seconds:7.1f} s")
+        if on_done is not None:
+            await asyncio.to_thread(on_done, path.name, nb)
+        return path.name, (nb, seconds)
+
+    async def run_all():
+        slots = asyncio.Semaphore(jobs)
+        # The later notebooks run longest; starting them first keeps every job busy until the end.
+        tasks = [asyncio.ensure_future(one(p, slots)) for p in sorted(paths, key=lambda p: p.name, reverse=True)]
+        try:
+            done = await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        return dict(done)
+
+    results = asyncio.run(run_all())
+    return {p.name: results[p.name] for p in paths}
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    """A hard link where the file system allows one (the site's MathJax is 12 MB), else a copy."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
 
 
 def _exporter():
@@ -201,8 +252,11 @@ def _write(exporter, nb, out: Path, resources: dict) -> None:
     out.write_text(body, encoding="utf-8")
 
 
-def build(out: Path = SITE_DIR, only: list[str] | None = None, timeout: int = 900, log=print) -> Path:
-    """Build the site in ``out`` (replacing it) and return the path of its home page."""
+def build(out: Path = SITE_DIR, only: list[str] | None = None, timeout: int = 900, log=print,
+          jobs: int | None = None) -> Path:
+    """Build the site in ``out`` (replacing it) and return the path of its home page.
+
+    ``jobs``: notebooks executed at once (default :func:`default_jobs`)."""
     notebooks = notebook_paths()
     chosen = notebook_paths(only=only) if only else notebooks
     names = {p.name for p in notebooks}
@@ -213,30 +267,34 @@ def build(out: Path = SITE_DIR, only: list[str] | None = None, timeout: int = 90
     previous_figures = os.environ.get("VAE_FIGURES_DIR")
     os.environ["VAE_FIGURES_DIR"] = figures_tmp      # the executed notebooks must not touch figures/
     try:
-        shutil.copytree(mathjax, staging / "_static" / "mathjax")
+        shutil.copytree(mathjax, staging / "_static" / "mathjax", copy_function=_link_or_copy)
         if (REPO_ROOT / "figures").is_dir():
             shutil.copytree(REPO_ROOT / "figures", staging / "figures")
         extra_pages = {source: page for source, page in RESULT_PAGES.items() if (REPO_ROOT / source).is_file()}
-        titles, executed = {}, {}
-        total = 0.0
-        for path in chosen:
-            start = time.perf_counter()
-            nb = execute(path, timeout)
-            seconds = time.perf_counter() - start
-            total += seconds
-            log(f"{path.name:<40}{seconds:7.1f} s")
-            executed[path.name] = freeze_widgets(nb)
-            titles[path.name] = title_of(nb)
-        toc = [(page_name(p.name), titles.get(p.name, p.stem)) for p in notebooks if p.name in executed]
-        for i, path in enumerate(p for p in notebooks if p.name in executed):
-            nb = executed[path.name]
+        import nbformat
+
+        titles = {p.name: title_of(nbformat.read(p, as_version=4)) for p in chosen}
+        order = [p.name for p in notebooks if p.name in titles]
+        toc = [(page_name(name), titles[name]) for name in order]
+        export_lock = threading.Lock()
+
+        def export(name: str, nb) -> None:
+            """Write one notebook's page, as soon as it has been executed."""
+            nb = freeze_widgets(nb)
             for cell in nb.cells:
                 if cell.cell_type == "markdown":
                     cell.source = rewrite_links(cell.source, names, from_readme=False, extra_pages={})
-            nb.metadata["title"] = titles[path.name]
-            nav = {"home": "index.html", "toc": toc, "current": page_name(path.name),
+            nb.metadata["title"] = titles[name]
+            i = order.index(name)
+            nav = {"home": "index.html", "toc": toc, "current": page_name(name),
                    "prev": toc[i - 1] if i > 0 else None, "next": toc[i + 1] if i + 1 < len(toc) else None}
-            _write(exporter, nb, staging / page_name(path.name), {"course": nav, "metadata": {"name": titles[path.name]}})
+            with export_lock:
+                _write(exporter, nb, staging / page_name(name), {"course": nav, "metadata": {"name": titles[name]}})
+
+        jobs = jobs or default_jobs()
+        start = time.perf_counter()
+        execute_many(chosen, timeout, jobs, log, on_done=export)
+        total = time.perf_counter() - start
         readme = rewrite_links((REPO_ROOT / "README.md").read_text(encoding="utf-8"), names, from_readme=True,
                                extra_pages=extra_pages)
         home_nav = {"home": "index.html", "toc": toc, "current": "index.html", "prev": None,
@@ -258,7 +316,8 @@ def build(out: Path = SITE_DIR, only: list[str] | None = None, timeout: int = 90
         shutil.rmtree(figures_tmp, ignore_errors=True)
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-    log(f"{'all notebooks':<40}{total:7.1f} s; the site is in {out} (open {out / 'index.html'})")
+    log(f"{'all notebooks':<40}{total:7.1f} s ({jobs} at a time); the site is in {out} "
+        f"(open {out / 'index.html'})")
     return out / "index.html"
 
 
@@ -267,8 +326,12 @@ def main(argv=None) -> int:
     parser.add_argument("only", nargs="*", help="notebook number prefixes to build, e.g. 04 05 (default: all)")
     parser.add_argument("--out", type=Path, default=SITE_DIR, help="the site's folder (default: site/)")
     parser.add_argument("--timeout", type=int, default=900, help="seconds per cell (default 900)")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help=f"notebooks executed at once (default: one per CPU core, at most 4; here {default_jobs()})")
     args = parser.parse_args(argv)
-    build(args.out.resolve(), args.only, args.timeout)
+    if args.jobs is not None and args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, not {args.jobs}")
+    build(args.out.resolve(), args.only, args.timeout, jobs=args.jobs)
     return 0
 
 
