@@ -52,8 +52,9 @@ notebooks: setup
 course: setup
 	$(PY) -m vae_lib.course
 
+# JOBS=n: notebooks executed at once (default: one per CPU core, at most 4).
 site: setup
-	$(PY) -m vae_lib.site
+	$(PY) -m vae_lib.site $(if $(JOBS),--jobs $(JOBS))
 
 site-test: setup
 	$(PY) -m pytest tests/test_site.py -rs -p no:cacheprovider

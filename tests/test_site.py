@@ -120,3 +120,27 @@ def test_an_explorer_becomes_its_first_picture_and_a_progress_bar_disappears():
     assert "make lab" in outputs[0]["data"]["text/html"] and "z₁ = 0.50" in outputs[0]["data"]["text/html"]
     assert outputs[1]["data"]["image/png"] == "iVBOR"
     assert re.search(r"interactive in jupyterlab", outputs[0]["data"]["text/html"], re.I)
+
+
+def test_notebooks_run_two_at_a_time_and_a_failing_one_stops_the_build(tmp_path, monkeypatch):
+    import nbformat
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)      # each kernel gets its share of the cores
+
+    from vae_lib.site import execute_many
+
+    def notebook(name, source):
+        path = tmp_path / name
+        nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)]), path)
+        return path
+
+    good = [notebook(f"0{i}_good.ipynb", f"import os\nprint({i}, os.environ['OMP_NUM_THREADS'])") for i in (1, 2)]
+    done = []
+    results = execute_many(good, timeout=60, jobs=2, log=lambda line: None, on_done=lambda name, nb: done.append(name))
+    assert list(results) == ["01_good.ipynb", "02_good.ipynb"] and sorted(done) == list(results)
+    threads = str(max(1, (os.cpu_count() or 1) // 2))
+    for i, (nb, seconds) in enumerate(results.values(), 1):
+        assert nb.cells[0].outputs[0]["text"].split() == [str(i), threads] and seconds > 0
+    bad = notebook("03_bad.ipynb", "1 / 0")
+    with pytest.raises(Exception, match="ZeroDivisionError"):
+        execute_many([good[0], bad], timeout=60, jobs=2, log=lambda line: None)
