@@ -625,3 +625,23 @@ def test_a_checkpoint_saved_before_a_field_was_added_still_loads(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
     with pytest.raises(CheckpointError, match="was trained with"):
         load_checkpoint(path, TrainConfig(hidden_dim=16, epochs=1, labels_per_class=2))
+
+
+def test_a_change_to_the_code_of_training_changes_the_fingerprint_and_a_comment_does_not(monkeypatch):
+    from pathlib import Path
+
+    from vae_lib.checkpoints import code_fingerprint
+
+    before = code_fingerprint("vae")
+    read_text = Path.read_text
+
+    def edited(extra):
+        def read(self, *args, **kwargs):
+            text = read_text(self, *args, **kwargs)
+            return text + extra if self.name == "training.py" and self.parent.name == "vae_lib" else text
+        return read
+
+    monkeypatch.setattr(Path, "read_text", edited("\n# a comment only\n"))
+    assert code_fingerprint("vae") == before
+    monkeypatch.setattr(Path, "read_text", edited("\nDEFAULT_LR = 2e-3\n"))
+    assert code_fingerprint("vae") != before, "a change to fit's module must make old checkpoints stale"
