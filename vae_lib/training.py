@@ -144,9 +144,16 @@ def adam(params, lr: float = 1e-3) -> torch.optim.Adam:
     params = list(params)
     if not params:
         raise ValueError("adam needs at least one parameter")
+    return torch.optim.Adam(params, lr=lr, fused=True if can_fuse_adam(params) else None)
+
+
+def can_fuse_adam(params) -> bool:
+    """True when PyTorch's fused Adam kernel can update ``params``: floating-point tensors, all on one
+    device of a type whose kernel the course has tested (the CPU or CUDA). :func:`adam` uses it."""
+    params = list(params)
     devices = {p.device.type for p in params}
-    fused = len(devices) == 1 and devices <= set(_FUSED_ADAM_DEVICES) and all(p.is_floating_point() for p in params)
-    return torch.optim.Adam(params, lr=lr, fused=True if fused else None)
+    return (len(devices) == 1 and devices <= set(_FUSED_ADAM_DEVICES)
+            and all(p.is_floating_point() for p in params))
 
 
 # --------------------------------------------------------------------------- the KL term in practice
