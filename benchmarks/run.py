@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
 import resource
 import statistics
 import subprocess
@@ -394,6 +395,9 @@ def course_under_nbval(dataset: str) -> list[dict]:
              "-p", "no:cacheprovider"], env=env, cwd=REPO_ROOT, capture_output=True, text=True)
         rows.append({"notebook": nb.name, "seconds": time.perf_counter() - start,
                      "passed": result.returncode == 0})
+        if result.returncode != 0:  # keep why: a FAILED row alone cannot be acted on
+            plain = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout + result.stderr)  # without the terminal's colours
+            rows[-1]["output_tail"] = plain[-6000:]
         print(f"  {nb.name:<40}{rows[-1]['seconds']:7.1f} s  {'passed' if rows[-1]['passed'] else 'FAILED'}", flush=True)
     return rows
 
@@ -538,16 +542,25 @@ def main(argv=None) -> int:
         report["conv"] = conv_benchmark(train, test, device, args.epochs, throughput)
         print(f"  {report['conv']['seconds_per_epoch']:.3f} s/epoch, {report['conv']['ratio_to_floor']:.2f}x its floor",
               flush=True)
-    if args.course:
-        print("the course under nbval:", flush=True)
-        report["course"] = course_under_nbval(dataset)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = device.type
-    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2))
-    (args.out / f"{stem}.md").write_text(markdown(report))
+
+    def save() -> None:
+        (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2))
+        (args.out / f"{stem}.md").write_text(markdown(report))
+
+    if args.course:
+        save()  # the variants' results are kept even if the course run is stopped
+        print("the course under nbval:", flush=True)
+        report["course"] = course_under_nbval(dataset)
+    save()
     print()
     print(markdown(report))
     print(f"written to {args.out / stem}.json and .md")
+    failed = [r["notebook"] for r in report.get("course", []) if not r["passed"]]
+    if failed:
+        print(f"failed under nbval: {', '.join(failed)} (their output's tail is in {stem}.json)", file=sys.stderr)
+        return 1
     return 0
 
 

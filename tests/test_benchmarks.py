@@ -123,3 +123,28 @@ def test_markdown_reports_the_conv_vae_against_its_floor():
                        "layers": {"conv1": {"ms": 2.0, "gflop": 0.026, "gflops_per_s": 13.0}}}}
     text = markdown(report)
     assert "9.500 s per epoch" in text and "2.9x its floor" in text and "| conv1 | 2.000 | 0.026 | 13.0 |" in text
+
+
+def test_conv_widths_trains_each_width_and_tabulates_it():
+    from benchmarks.conv_widths import markdown as widths_markdown
+    from benchmarks.conv_widths import widths
+
+    train, test = make_split(256), make_split(64, train=False, seed=1)
+    rows = widths(train, test, [2, 4], epochs=2, log=lambda line: None)
+    assert [r["model"] for r in rows] == ["MLP 400", "conv 2/4", "conv 4/8"]
+    assert all(len(r["seconds"]) == 2 and r["seconds_per_epoch"] == r["seconds"][1] for r in rows)
+    assert all(r["time_vs_conv16"] is None for r in rows)   # no 16/32 net to compare with
+    assert rows[1]["training_flops_per_image"] < rows[2]["training_flops_per_image"]
+    assert rows[0]["training_flops_per_image"] == epoch_flops(1)
+    report = {"device": "cpu (2 threads)", "dataset": "mnist", "epochs": 2, "torch": "2.14", "python": "3.11",
+              "date": "2026-12-05", "rows": rows}
+    table = widths_markdown(report)
+    assert table.count("\n| ") == 1 + len(rows) and "| conv 4/8 | 0.003 |" in table
+
+
+@pytest.mark.parametrize("channels, epochs", [([4], 1), ([0], 2), ([], 2), ([True], 2)])
+def test_conv_widths_refuses_bad_arguments(channels, epochs):
+    from benchmarks.conv_widths import widths
+
+    with pytest.raises(ValueError, match="epochs|channels"):
+        widths(make_split(32), make_split(16, train=False), channels, epochs=epochs)

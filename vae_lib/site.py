@@ -36,6 +36,9 @@ WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 MATHJAX_CONFIG = "TeX-AMS-MML_HTMLorMML-full,Safe"
 #: Results in the repository that the home page links to, each made a page of the site (when present).
 RESULT_PAGES = {"benchmarks/results/cpu.md": "benchmarks-cpu.html",
+                "benchmarks/results/cuda.md": "benchmarks-cuda.html",
+                "benchmarks/results/cpu-conv-widths.md": "benchmarks-cpu-conv-widths.html",
+                "benchmarks/results/cuda-conv-widths.md": "benchmarks-cuda-conv-widths.html",
                 "benchmarks/results/reproduce.md": "benchmarks-reproduce.html"}
 EXPLORER_NOTE = ("Interactive in JupyterLab (<code>make lab</code>): there the controls above redraw this picture. "
                  "Here it shows the picture for their first values{values}.")
