@@ -3,7 +3,7 @@
 #
 #     OUT=outputs/gpu bash benchmarks/gpu_run.sh
 #
-# It installs the course (make setup), prints the device, runs the tests that need a GPU (and fails
+# It installs the course (make setup, unless PYTHON is set: see below), prints the device, runs the tests that need a GPU (and fails
 # if any of them is skipped), runs make bench on CUDA (textbook, course, large batch, CUDA graph and
 # the conv VAE, then every notebook timed under nbval with nothing cached, 01 to 11 in order), then
 # the conv VAE at four widths (benchmarks/conv_widths.py), and writes everything to $OUT:
@@ -32,8 +32,7 @@ nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1 || true
 "$PYTHON" -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__, \
 'CUDA', torch.version.cuda, torch.cuda.get_device_name(0))" | tee "$OUT/device.txt" || exit 1
 # The tests that skip without a GPU: here none may skip.
-"$PYTHON" -m pytest tests/test_benchmarks.py tests/test_models_losses.py tests/test_training.py \
-  -p no:cacheprovider -rs -k "cuda or gpu" 2>&1 | tee "$OUT/gpu_tests.log" || status=1
+"$PYTHON" -m pytest tests/ -p no:cacheprovider -rs -k "cuda or gpu" 2>&1 | tee "$OUT/gpu_tests.log" || status=1
 if grep -q "SKIPPED" "$OUT/gpu_tests.log"; then
   echo "a GPU test was skipped on the GPU machine" >&2
   status=1

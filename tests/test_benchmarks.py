@@ -1,5 +1,6 @@
 """The benchmark's own arithmetic and measurements: the FLOP floor, the step's anatomy, peak memory
 and the report's table."""
+import statistics
 from pathlib import Path
 
 import pytest
@@ -130,21 +131,36 @@ def test_conv_widths_trains_each_width_and_tabulates_it():
     from benchmarks.conv_widths import widths
 
     train, test = make_split(256), make_split(64, train=False, seed=1)
-    rows = widths(train, test, [2, 4], epochs=2, log=lambda line: None)
-    assert [r["model"] for r in rows] == ["MLP 400", "conv 2/4", "conv 4/8"]
-    assert all(len(r["seconds"]) == 2 and r["seconds_per_epoch"] == r["seconds"][1] for r in rows)
-    assert all(r["time_vs_conv16"] is None for r in rows)   # no 16/32 net to compare with
+    rows = widths(train, test, [2, 16], epochs=3, log=lambda line: None)
+    assert [r["model"] for r in rows] == ["MLP 400", "conv 2/4", "conv 16/32"]
+    assert all(len(r["seconds"]) == 3 for r in rows)
+    assert all(r["seconds_per_epoch"] == statistics.median(r["seconds"][1:]) for r in rows)   # the first is not timed
+    assert [r["time_vs_conv16"] for r in rows] == [r["seconds_per_epoch"] / rows[2]["seconds_per_epoch"] for r in rows]
+    assert rows[2]["time_vs_conv16"] == 1.0
     assert rows[1]["training_flops_per_image"] < rows[2]["training_flops_per_image"]
     assert rows[0]["training_flops_per_image"] == epoch_flops(1)
-    report = {"device": "cpu (2 threads)", "dataset": "mnist", "epochs": 2, "torch": "2.14", "python": "3.11",
+    report = {"device": "cpu (2 threads)", "dataset": "mnist", "epochs": 3, "torch": "2.14", "python": "3.11",
               "date": "2026-12-05", "rows": rows}
     table = widths_markdown(report)
-    assert table.count("\n| ") == 1 + len(rows) and "| conv 4/8 | 0.003 |" in table
+    assert table.count("\n| ") == 1 + len(rows) and "| conv 16/32 | 0.003 | 5.4 |" in table
+    assert f"| {rows[1]['time_vs_conv16']:.2f} |" in table.splitlines()[-2]
+    without_16 = widths_markdown(dict(report, rows=[dict(r, time_vs_conv16=None) for r in rows[:2]]))
+    assert "× conv 16/32 (not run)" in without_16
 
 
-@pytest.mark.parametrize("channels, epochs", [([4], 1), ([0], 2), ([], 2), ([True], 2)])
-def test_conv_widths_refuses_bad_arguments(channels, epochs):
+@pytest.mark.parametrize("channels, epochs, message", [([4], 1, "epochs"), ([0], 2, "positive"), ([], 2, "positive"),
+                                                       ([True], 2, "positive"), ([4, 4], 2, "repeat")])
+def test_conv_widths_refuses_bad_arguments(channels, epochs, message):
     from benchmarks.conv_widths import widths
 
-    with pytest.raises(ValueError, match="epochs|channels"):
+    with pytest.raises(ValueError, match=message):
         widths(make_split(32), make_split(16, train=False), channels, epochs=epochs)
+
+
+@pytest.mark.parametrize("argv", [["--epochs", "1"], ["--channels", "0"], ["--channels", "8", "8"]])
+def test_conv_widths_command_line_refuses_bad_arguments(argv, capsys):
+    from benchmarks.conv_widths import main as widths_main
+
+    with pytest.raises(SystemExit) as exit_info:
+        widths_main(argv)
+    assert exit_info.value.code == 2 and "--" in capsys.readouterr().err
