@@ -3,10 +3,11 @@
 #
 #     OUT=outputs/gpu bash benchmarks/gpu_run.sh
 #
-# It installs the course (make setup, unless PYTHON is set: see below), prints the device, runs the tests that need a GPU (and fails
-# if any of them is skipped), runs make bench on CUDA (textbook, course, large batch, CUDA graph and
-# the conv VAE, then every notebook timed under nbval with nothing cached, 01 to 11 in order), then
-# the conv VAE at four widths (benchmarks/conv_widths.py), and writes everything to $OUT:
+# It installs the course (make setup, unless PYTHON is set: see below), prints the device, runs the
+# tests that need a GPU (and fails if any of them is skipped), runs make bench on CUDA (textbook,
+# course, large batch, CUDA graph and the conv VAE, then every notebook timed under nbval with nothing
+# cached, 01 to 11 in order), then the conv VAE at four widths (benchmarks/conv_widths.py), and writes
+# everything to $OUT:
 # nvidia-smi.txt, device.txt, gpu_tests.log, bench.log, cuda.json and cuda.md (written once before
 # the notebooks start, then again at the end), cuda-conv-widths.json and .md.
 #

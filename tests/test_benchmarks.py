@@ -157,10 +157,12 @@ def test_conv_widths_refuses_bad_arguments(channels, epochs, message):
         widths(make_split(32), make_split(16, train=False), channels, epochs=epochs)
 
 
-@pytest.mark.parametrize("argv", [["--epochs", "1"], ["--channels", "0"], ["--channels", "8", "8"]])
-def test_conv_widths_command_line_refuses_bad_arguments(argv, capsys):
+@pytest.mark.parametrize("argv, message", [(["--epochs", "1"], "--epochs must be at least 2"),
+                                           (["--channels", "0"], "--channels must be positive and distinct"),
+                                           (["--channels", "8", "8"], "--channels must be positive and distinct")])
+def test_conv_widths_command_line_refuses_bad_arguments(argv, message, capsys):
     from benchmarks.conv_widths import main as widths_main
 
     with pytest.raises(SystemExit) as exit_info:
         widths_main(argv)
-    assert exit_info.value.code == 2 and "--" in capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
