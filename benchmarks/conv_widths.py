@@ -88,7 +88,7 @@ def main(argv=None) -> int:
     p.add_argument("--channels", type=int, nargs="+", default=[8, 16, 32, 64],
                    help="feature maps after the first convolution (twice as many after the second)")
     p.add_argument("--epochs", type=int, default=3, help="epochs per model; the first is not timed (default 3)")
-    p.add_argument("--dataset", default=None, help="mnist or fashion-mnist (default: $VAE_DATASET or mnist)")
+    p.add_argument("--dataset", default=None, help="fashion-mnist, mnist or mnist-5k (default: $VAE_DATASET or fashion-mnist)")
     p.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON and Markdown results")
     args = p.parse_args(argv)
     if args.epochs < 2:

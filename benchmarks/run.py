@@ -478,7 +478,7 @@ def markdown(report: dict) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
     p.add_argument("--epochs", type=int, default=10, help="epochs per variant; the first is the warm-up (default 10)")
-    p.add_argument("--dataset", default=None, help="mnist or fashion-mnist (default: $VAE_DATASET or mnist)")
+    p.add_argument("--dataset", default=None, help="fashion-mnist, mnist or mnist-5k (default: $VAE_DATASET or fashion-mnist)")
     p.add_argument("--variants", nargs="*", default=None, help="a subset of: textbook course large-batch cuda-graph conv")
     p.add_argument("--course", action="store_true", help="also time every notebook under nbval")
     p.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON and Markdown results")

@@ -50,6 +50,11 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+# The checkpoint and data folders the notebooks' kernels share with nbval in the same `make test`, read once when
+# this module is imported (before any test's fixture points VAE_CHECKPOINT_DIR at a temporary folder): the
+# browser run trains each model once and nbval loads it, so that a CI run trains every model once.
+SHARED_CHECKPOINTS = os.environ.get("VAE_CHECKPOINT_DIR") or str(REPO_ROOT / "checkpoints")
+SHARED_DATA = os.environ.get("VAE_DATA_DIR") or str(REPO_ROOT / "data")
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
 INSTALL_CHROMIUM = "install it with: sudo apt-get update && sudo apt-get install -y chromium"
 INSTALL_PLAYWRIGHT = (f"install it with: {sys.executable} -m pip install playwright "
@@ -307,7 +312,9 @@ class LabServer:
             "JUPYTER_PLATFORM_DIRS": "1",
             "PYTHONUNBUFFERED": "1",
             # The notebooks' kernels save figures and outputs here, not in the learner's folders.
-            # (Checkpoints and data sets stay shared: they are caches, as in an nbval run.)
+            # Checkpoints and data sets stay shared: they are caches, which nbval then reuses.
+            "VAE_CHECKPOINT_DIR": SHARED_CHECKPOINTS,
+            "VAE_DATA_DIR": SHARED_DATA,
             "VAE_FIGURES_DIR": str(self.tmp / "figures"),
             "VAE_OUTPUTS_DIR": str(self.tmp / "outputs"),
             "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),

@@ -174,8 +174,8 @@ def test_config_key_depends_on_every_field():
     for change in ({"channels": 16}, {"warmup_epochs": 3}, {"free_bits": 0.5}, {"labels_per_class": 5},
                    {"labels_per_class": 5, "label_seed": 1}):
         assert TrainConfig(**{**CFG.to_dict(), **change}).key() != CFG.key()
-    assert TrainConfig().to_dict() == {
-        "dataset": "mnist", "model": "vae", "latent_dim": 2, "hidden_dim": 400, "epochs": 10, "batch_size": 128,
+    assert TrainConfig().to_dict() == {   # the seed's settings, on the course's default data set
+        "dataset": "fashion-mnist", "model": "vae", "latent_dim": 2, "hidden_dim": 400, "epochs": 10, "batch_size": 128,
         "lr": 1e-3, "likelihood": "bernoulli", "beta": 1.0, "binarize": False, "seed": 0,
         "channels": 32, "warmup_epochs": 0, "free_bits": 0.0, "labels_per_class": 0, "label_seed": 0}
 
@@ -183,6 +183,7 @@ def test_config_key_depends_on_every_field():
 def test_fields_added_later_keep_the_existing_checkpoint_names():
     """These names were written by notebooks 04-07 before TrainConfig grew fields for Part II."""
     assert TrainConfig(dataset="fashion-mnist").filename() == "vae_fashion-mnist_z2_h400_e10_297298541dff.pt"
+    assert TrainConfig().filename() == TrainConfig(dataset="fashion-mnist").filename()   # the default: the same name
     assert TrainConfig(dataset="fashion-mnist", model="ae").filename() == "ae_fashion-mnist_z2_h400_e10_02e0ebf8cc44.pt"
     assert TrainConfig(dataset="fashion-mnist", latent_dim=10, epochs=5).key() == "00d39f51af52"
     assert TrainConfig(dataset="fashion-mnist", latent_dim=20, binarize=True, epochs=4).key() == "b7ec7f115cd7"
@@ -614,7 +615,7 @@ def test_a_labelled_budget_trains_on_those_images_only_and_is_cached_under_its_o
 
 
 def test_a_checkpoint_saved_before_a_field_was_added_still_loads(tmp_path):
-    config = TrainConfig(hidden_dim=16, epochs=1)
+    config = TrainConfig(dataset="mnist", hidden_dim=16, epochs=1)
     model, history = train_or_load(config, make_split(32), folder=tmp_path, progress=False, log=None)
     path = checkpoint_path(config, tmp_path)
     payload = torch.load(path, weights_only=True)
@@ -624,7 +625,7 @@ def test_a_checkpoint_saved_before_a_field_was_added_still_loads(tmp_path):
     loaded, _ = load_checkpoint(path, config)
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
     with pytest.raises(CheckpointError, match="was trained with"):
-        load_checkpoint(path, TrainConfig(hidden_dim=16, epochs=1, labels_per_class=2))
+        load_checkpoint(path, TrainConfig(dataset="mnist", hidden_dim=16, epochs=1, labels_per_class=2))
 
 
 def test_a_change_to_the_code_of_training_changes_the_fingerprint_and_a_comment_does_not(monkeypatch):

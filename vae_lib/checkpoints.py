@@ -94,7 +94,7 @@ class TrainConfig:
     Two runs with equal configurations (on the same data set) share a checkpoint. Notebook 04.
     """
 
-    dataset: str = "mnist"
+    dataset: str = "fashion-mnist"
     model: str = "vae"
     latent_dim: int = 2
     hidden_dim: int = 400

@@ -455,6 +455,71 @@ def log_marginal_grid(table: torch.Tensor, grid: LatentGrid) -> GridMarginal:
     return GridMarginal(log_px, coarse, (log_px - coarse).abs(), (edge - log_px).exp())
 
 
+@dataclass
+class Quadrature:
+    """What :func:`adaptive_quadrature` found: the ``grid`` it chose, the ``table`` of log p(x, z) on
+    it, the ``marginal`` (:class:`GridMarginal`), and how it got there: ``halvings`` of the step and
+    ``enlargements`` of the box. Introduced in notebook 07."""
+
+    grid: LatentGrid
+    table: torch.Tensor
+    marginal: GridMarginal
+    halvings: int
+    enlargements: int
+
+
+def posterior_box(mu: torch.Tensor, logvar: torch.Tensor, sds: float = 8.0, prior_span: float = 5.0) -> tuple[float, float]:
+    """A grid's half-width and starting step for posteriors N(mu, diag exp(logvar)) (N, 2): ``(span, step)``.
+
+    The box, centred on 0, holds the prior's +-``prior_span`` and every posterior's mean +- ``sds``
+    standard deviations; the step is 1.5 times the smallest posterior standard deviation (at most
+    0.1), so that the narrowest q has points across it. These follow from the model in hand, not
+    from one data set's typical values. Introduced in notebook 07.
+    """
+    sd = (0.5 * logvar.detach().double()).exp()
+    span = max(prior_span, float((mu.detach().double().abs() + sds * sd).max()))
+    return math.ceil(span * 4) / 4, min(0.1, 1.5 * float(sd.min()))
+
+
+def adaptive_quadrature(model, x: torch.Tensor, tol: float = 0.1, edge_tol: float = 1e-6,
+                        max_points: int = 2_000_000, labels: torch.Tensor | None = None) -> Quadrature:
+    """log p(x) of a model with a 2-D latent space by quadrature, on a grid that adapts to the model.
+
+    The first grid comes from the encoder's posteriors on ``x`` (:func:`posterior_box`). Then, until
+    both hold for every image, the step is halved while the error estimate of
+    :func:`log_marginal_grid` exceeds ``tol`` nats, and the box grows by half while more than
+    ``edge_tol`` of some true posterior's mass lies on its edge. Raises ``ValueError`` when that
+    would take more than ``max_points`` grid points. Introduced in notebook 07 (and used in 08 and 10).
+    """
+    x = _check_x(x)
+    if not _is_vae(model):
+        raise ValueError("adaptive_quadrature needs a VAE (its encoder places the first grid), "
+                         f"got {type(model).__name__}; build a LatentGrid yourself for a log_joint function")
+    _check_model(model, x, labels)
+    if model.latent_dim != 2:
+        raise ValueError(f"adaptive_quadrature needs a model with a 2-D latent space, not {model.latent_dim}-D; "
+                         "use importance sampling (iwae_bound) instead")
+    with torch.no_grad():
+        mu, logvar = model.encode(x, labels)
+    span, step = posterior_box(mu.cpu(), logvar.cpu())
+    halvings = enlargements = 0
+    while True:
+        steps = 2 * math.ceil(span / step) + 1
+        if steps * steps > max_points:
+            raise ValueError(f"the quadrature needs a grid of {steps} x {steps} points for tolerance {tol} "
+                             f"(span {span:g}, step {step:.3g}), more than max_points={max_points:,}: raise "
+                             "max_points, or tol, or use fewer images")
+        grid = LatentGrid(span, steps)
+        table = grid_log_joint(model, x, grid, labels=labels)
+        marginal = log_marginal_grid(table, grid)
+        if marginal.edge_mass.max() > edge_tol:
+            span, enlargements = span * 1.5, enlargements + 1
+        elif marginal.error.max() > tol:
+            step, halvings = grid.step / 2, halvings + 1
+        else:
+            return Quadrature(grid, table, marginal, halvings, enlargements)
+
+
 def grid_posterior(table: torch.Tensor, grid: LatentGrid) -> torch.Tensor:
     """The true posterior p(z|x) on the grid: log densities of shape (N, G), float64.
 

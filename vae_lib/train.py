@@ -1,7 +1,7 @@
 """Command line: train the seed's MLP VAE, as ``shared/seed/seed_vae.py`` does, on the course's fast path.
 
-    python -m vae_lib.train                      # the seed's defaults on MNIST
-    VAE_DATASET=fashion-mnist python -m vae_lib.train --epochs 5
+    python -m vae_lib.train                      # the seed's defaults, on Fashion-MNIST (the course's default)
+    python -m vae_lib.train --dataset mnist      # on MNIST, as the seed script trains
 
 Prints one ``Epoch k, Loss: X`` line per epoch, X being the seed's quantity (the epoch's mean
 training loss per image), then saves 64 prior samples as an image (the seed's commented-out
@@ -24,7 +24,7 @@ from .utils import check_device, describe_device, get_device, outputs_dir, set_s
 def parse_args(argv=None) -> argparse.Namespace:
     """The command line's options; each default is the seed's."""
     p = argparse.ArgumentParser(prog="python -m vae_lib.train", description=__doc__.split("\n\n")[0])
-    p.add_argument("--dataset", default=None, help=f"one of {', '.join(DATASETS)} (default: $VAE_DATASET or mnist)")
+    p.add_argument("--dataset", default=None, help=f"one of {', '.join(DATASETS)} (default: $VAE_DATASET or fashion-mnist)")
     p.add_argument("--latent-dim", type=int, default=2, help="latent dimension (seed: 2)")
     p.add_argument("--hidden-dim", type=int, default=400, help="hidden width (seed: 400)")
     p.add_argument("--batch-size", type=int, default=128, help="batch size (seed: 128)")

@@ -1,0 +1,373 @@
+"""Expected values: one table per data set of the measured numbers that the notebooks check.
+
+A check in a notebook is of one of two kinds. A bound, an identity or a direction that theory
+guarantees holds for any data set, and the notebook asserts it directly. A *measured* number (a test
+loss after 10 epochs, which of two models wins and by how much, a share of samples) holds only for
+the data it was measured on. Such a number is checked with :func:`expect`, which reads its range
+from :data:`TABLE`, the one table of this module:
+
+* on a data set where the number was measured, ``expect`` asserts that the value lies in its range
+  and prints the value, the range and the measurement it comes from;
+* on a data set where it was not measured (full MNIST, which cannot be downloaded on the machines
+  that test this course), it prints the value and the range it would expect, and asserts nothing;
+* in a notebook's ``FULL_RUN``, whose longer training moves every number, it prints and asserts
+  nothing: no full run was measured.
+
+No check is switched off by the data set: every ``expect`` runs on every data set, and what it does
+is decided here. The ranges leave room for other seeds, devices and thread counts around what was
+measured; each entry says why its range is what it is.
+
+To measure again, run the notebooks with ``VAE_EXPECTED_RECORD=values.jsonl``: every ``expect``
+appends ``{"key", "dataset", "value"}`` to that file. ``python -m vae_lib.expected`` prints the table.
+Introduced in notebook 04.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from dataclasses import dataclass
+
+from .data import DATASETS, dataset_name
+
+#: When and where each data set's numbers were measured. A data set absent here was not measured.
+MEASURED = {
+    "fashion-mnist": "2026-12-06 on the project's 2-core CPU (AMD EPYC, no GPU), torch 2.14.1, seed 0",
+    "mnist-5k": "2026-12-06 on the project's 2-core CPU (AMD EPYC, no GPU), torch 2.14.1, seed 0",
+}
+
+
+@dataclass(frozen=True)
+class Range:
+    """The expected range of one number on one data set: ``low <= value <= high`` (either may be None).
+
+    ``measured`` is the value that was measured (None: not measured; the range is then a guess that is
+    printed, never asserted, and ``source`` says where it comes from).
+    """
+
+    low: float | None
+    high: float | None
+    measured: float | None = None
+    source: str = ""
+
+    def contains(self, value: float) -> bool:
+        return (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
+
+    def __str__(self) -> str:
+        low = "-inf" if self.low is None else f"{self.low:g}"
+        high = "+inf" if self.high is None else f"{self.high:g}"
+        return f"[{low}, {high}]"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One checked number: what it is (``what``), why its ranges are as wide as they are (``margin``),
+    and its :class:`Range` per data set."""
+
+    what: str
+    margin: str
+    ranges: dict[str, Range]
+
+
+def _r(low, high, measured=None, source=""):
+    return Range(low, high, measured, source)
+
+
+#: The margin of a t statistic (a mean paired difference over its standard error).
+_T_MARGIN = ("the verdict as measured: beyond 2 standard errors in its direction, or within the t distribution's "
+             "95% range (2.776 for 4 degrees of freedom) when it was within noise")
+NOT_MEASURED = "not measured: MNIST cannot be downloaded on the machines that test this course"
+
+#: key -> Entry. Keys start with the notebook's number. Every data set of :data:`vae_lib.data.DATASETS`
+#: has a range for every key (tests/test_expected.py checks it).
+TABLE: dict[str, Entry] = {
+    "04.grey_share": Entry(
+        'share of pixels strictly between 0.05 and 0.95',
+        'a property of the data, with room for nothing but rounding: +-0.02',
+        {"fashion-mnist": _r(0.42, 0.47, 0.4428), "mnist-5k": _r(0.085, 0.125, 0.1046),
+         "mnist": _r(0.08, 0.13, source="not measured: MNIST's digits, like the rehearsal set's")}),
+    "04.test_elbo": Entry(
+        "test -ELBO of the seed's model after 10 epochs, nats per image",
+        'about 4% either way, for other seeds, devices and thread counts',
+        {"fashion-mnist": _r(255, 275, 264.6513), "mnist-5k": _r(170, 188, 178.7457),
+         "mnist": _r(130, 165, source="not measured: the seed's model usually reaches about 145 nats on MNIST")}),
+    "04.test_kl": Entry(
+        "test KL of the seed's model after 10 epochs, nats per image",
+        'about 25% either way; above 1 nat in every case (no collapse)',
+        {"fashion-mnist": _r(4.5, 8, 6.1764), "mnist-5k": _r(4.2, 7.5, 5.7746),
+         "mnist": _r(4, 9, source=NOT_MEASURED)}),
+    "04.recon_own_over_other": Entry(
+        'squared error of a reconstruction to its own input, over that to another test image',
+        'about 25% either way',
+        {"fashion-mnist": _r(0.15, 0.25, 0.198), "mnist-5k": _r(0.55, 0.73, 0.6416),
+         "mnist": _r(0.2, 0.7, source='not measured: between Fashion-MNIST and the rehearsal set')}),
+    "04.recon_closer_share": Entry(
+        'share of reconstructions closer to their own input than to another test image',
+        'a few points either way',
+        {"fashion-mnist": _r(0.95, 1.0, 0.973), "mnist-5k": _r(0.75, 0.85, 0.801),
+         "mnist": _r(0.8, 1.0, source=NOT_MEASURED)}),
+    "04.mean_sample_gap_ratio": Entry(
+        'distance of the mean prior sample to the mean test image, trained over untrained',
+        'about 20% either way',
+        {"fashion-mnist": _r(0.35, 0.5, 0.4256), "mnist-5k": _r(0.15, 0.27, 0.2099),
+         "mnist": _r(0.1, 0.5, source=NOT_MEASURED)}),
+    "05.mu_spread_min": Entry(
+        'smaller standard deviation of the 2-D posterior means over the test set',
+        'about 15% either way',
+        {"fashion-mnist": _r(1.1, 1.45, 1.2805), "mnist-5k": _r(0.9, 1.25, 1.0671),
+         "mnist": _r(0.6, 2.0, source='not measured: of order one, as the prior')}),
+    "05.mu_spread_max": Entry(
+        'larger standard deviation of the 2-D posterior means over the test set',
+        'about 15% either way',
+        {"fashion-mnist": _r(1.2, 1.55, 1.366), "mnist-5k": _r(1.65, 2.15, 1.9028),
+         "mnist": _r(0.6, 2.0, source='not measured: of order one, as the prior')}),
+    "05.centre_offset": Entry(
+        "distance of the means' centre from the origin, in units of their spread (largest axis)",
+        'half-lines and intervals around the measured value, 0.2 wide',
+        {"fashion-mnist": _r(0.0, 0.45, 0.2696), "mnist-5k": _r(0.75, 1.2, 0.9801),
+         "mnist": _r(0.0, 0.5, source='not measured: near the origin, as on Fashion-MNIST')}),
+    "05.mean_sigma_max": Entry(
+        'mean posterior standard deviation (larger axis)',
+        'about 25% either way',
+        {"fashion-mnist": _r(0.05, 0.1, 0.0724), "mnist-5k": _r(0.14, 0.23, 0.1804),
+         "mnist": _r(0.0, 0.25, source=NOT_MEASURED)}),
+    "05.share_within_3sd": Entry(
+        'share of aggregate-posterior samples within 3 prior standard deviations',
+        'a few points either way',
+        {"fashion-mnist": _r(0.96, 1.0, 0.9822), "mnist-5k": _r(0.68, 0.82, 0.75),
+         "mnist": _r(0.9, 1.0, source=NOT_MEASURED)}),
+    "05.grid_step_over_across": Entry(
+        'mean distance of neighbouring manifold cells over that of opposite edges',
+        'about 30% either way',
+        {"fashion-mnist": _r(0.07, 0.13, 0.0994), "mnist-5k": _r(0.055, 0.105, 0.0798),
+         "mnist": _r(0.0, 0.25, source=NOT_MEASURED)}),
+    "05.loss_gain_10_over_2": Entry(
+        'test -ELBO of latent 2 minus latent 10, after 5 epochs, nats',
+        'about 20% either way',
+        {"fashion-mnist": _r(17, 25, 20.862), "mnist-5k": _r(23, 33, 27.6161),
+         "mnist": _r(5, 40, source=NOT_MEASURED)}),
+    "05.kl_ratio_10_over_2": Entry(
+        'test KL of latent 10 over latent 2, after 5 epochs',
+        'about 20% either way',
+        {"fashion-mnist": _r(1.9, 2.8, 2.3161), "mnist-5k": _r(1.75, 2.6, 2.152),
+         "mnist": _r(1.5, 3.5, source=NOT_MEASURED)}),
+    "05.kl_ratio_20_over_10": Entry(
+        'test KL of latent 20 over latent 10, after 5 epochs',
+        'about 15% either way',
+        {"fashion-mnist": _r(0.9, 1.2, 1.0353), "mnist-5k": _r(0.97, 1.3, 1.1316),
+         "mnist": _r(0.8, 1.5, source=NOT_MEASURED)}),
+    "06.recon_vae_minus_ae": Entry(
+        "VAE's reconstruction -log p(x|z) minus the autoencoder's, nats per image",
+        'positive (the autoencoder reconstructs better), with room of about half the measured gap',
+        {"fashion-mnist": _r(0.2, 1.6, 0.8164), "mnist-5k": _r(2.5, 6.0, 4.2342),
+         "mnist": _r(0.0, 10.0, source=NOT_MEASURED)}),
+    "06.recon_sampled_minus_mean": Entry(
+        "VAE's reconstruction term decoding z ~ q minus decoding the mean, nats",
+        'about 40% either way',
+        {"fashion-mnist": _r(0.8, 1.8, 1.2648), "mnist-5k": _r(0.55, 1.45, 0.9822),
+         "mnist": _r(0.0, 3.0, source=NOT_MEASURED)}),
+    "06.prior_fit_kl_vae": Entry(
+        "KL of the Gaussian fitted to the VAE's test codes to N(0, I), nats",
+        'about 40% either way',
+        {"fashion-mnist": _r(0.15, 0.45, 0.2765), "mnist-5k": _r(1.0, 1.8, 1.3954),
+         "mnist": _r(0.0, 1.0, source=NOT_MEASURED)}),
+    "06.prior_fit_kl_ratio": Entry(
+        "the same KL for the autoencoder's codes over the VAE's",
+        "a factor of about 1.7 either way (the VAE's small number moves most)",
+        {"fashion-mnist": _r(40, 130, 72.8508), "mnist-5k": _r(7, 18, 11.6965),
+         "mnist": _r(5, None, source=NOT_MEASURED)}),
+    "06.holes_ae_minus_vae": Entry(
+        'share of prior samples in holes: autoencoder minus VAE',
+        '0.1 to 0.15 either way',
+        {"fashion-mnist": _r(0.3, 0.6, 0.442), "mnist-5k": _r(-0.12, 0.08, -0.027),
+         "mnist": _r(0.1, None, source='not measured: positive, as on Fashion-MNIST')}),
+    "06.coverage_ae_minus_vae": Entry(
+        "TV distance of the samples' class shares from the data's: autoencoder minus VAE",
+        'about 0.1 either way',
+        {"fashion-mnist": _r(0.3, 0.55, 0.425), "mnist-5k": _r(0.1, 0.32, 0.208),
+         "mnist": _r(0.0, None, source='not measured: positive, as on both measured sets')}),
+    "07.nll_bin": Entry(
+        '-IWAE_1000 of the latent-20 model on binarized test images after 4 epochs, nats (300 images)',
+        'about 4% either way',
+        {"fashion-mnist": _r(233, 255, 243.3488), "mnist-5k": _r(157, 178, 167.1378),
+         "mnist": _r(80, 120, source="not measured: above Burda et al.'s 86.76 after 3280 epochs")}),
+    "07.spread_beta4_over_beta_half": Entry(
+        'spread of the codes at beta = 4 over that at beta = 0.5',
+        'about 25% either way; below 1 on every measured set',
+        {"fashion-mnist": _r(0.5, 0.8, 0.6368), "mnist-5k": _r(0.25, 0.47, 0.3587),
+         "mnist": _r(0.0, 1.0, source=NOT_MEASURED)}),
+    "08.conv_minus_mlp_z2": Entry(
+        "test -ELBO of the conv net minus the MLP's, latent 2, same epochs, nats",
+        'a nat of margin on the side of the measured direction',
+        {"fashion-mnist": _r(1.0, 3.5, 2.1893), "mnist-5k": _r(18, 32, 24.9546),
+         "mnist": _r(1.0, None, source='not measured: the MLP ahead, as on Fashion-MNIST')}),
+    "08.conv_minus_mlp_z16": Entry(
+        "test -ELBO of the conv net minus the MLP's, latent 16, same epochs, nats",
+        'a nat of margin on the side of the measured direction',
+        {"fashion-mnist": _r(-4.5, -1.0, -2.7557), "mnist-5k": _r(6, 15, 10.5083),
+         "mnist": _r(None, -1.0, source='not measured: the conv net ahead, as on Fashion-MNIST')}),
+    "08.mlp_epochs_to_lead_z2": Entry(
+        'MLP epochs needed to lead the conv net by a nat, latent 2',
+        'exact on Fashion-MNIST and the rehearsal set (seeded runs)',
+        {"fashion-mnist": _r(2, 2, 2.0), "mnist-5k": _r(1, 1, 1.0),
+         "mnist": _r(1, 2, source=NOT_MEASURED)}),
+    "08.mlp_epochs_to_lead_z16": Entry(
+        'MLP epochs needed to lead the conv net by a nat, latent 16',
+        'one epoch either way',
+        {"fashion-mnist": _r(3, 5, 4.0), "mnist-5k": _r(1, 3, 2.0),
+         "mnist": _r(1, 8, source=NOT_MEASURED)}),
+    "08.equal_time_conv_minus_mlp_z2": Entry(
+        "conv net's test -ELBO minus the MLP's at the conv net's training time, latent 2, nats (CPU)",
+        "only the direction, with a nat's margin: the MLP's epochs in that time depend on the machine",
+        {"fashion-mnist": _r(1.0, None, 7.1964), "mnist-5k": _r(10, None, 49.5623),
+         "mnist": _r(1.0, None, source=NOT_MEASURED)}),
+    "09.logistic_lead_bits": Entry(
+        'bits/dim by which the discretized logistic beats the best density',
+        'about 30% either way',
+        {"fashion-mnist": _r(0.6, 1.2, 0.8913), "mnist-5k": _r(1.8, 2.9, 2.3302),
+         "mnist": _r(0.1, None, source='not measured: ahead, as on both measured sets')}),
+    "09.cb_lead_over_learned_gaussian_bits": Entry(
+        'bits/dim by which the continuous Bernoulli beats the learned Gaussian',
+        'about 0.25 bits/dim either way',
+        {"fashion-mnist": _r(0.1, 0.6, 0.3405), "mnist-5k": _r(1.0, 1.8, 1.4034),
+         "mnist": _r(0.1, None, source='not measured: ahead, as on both measured sets')}),
+    "09.sigma1_bits": Entry(
+        'bound of the sigma = 1 Gaussian, bits/dim (8 = uniform)',
+        '0.25 bits/dim either way, and above 8',
+        {"fashion-mnist": _r(9.1, 9.6, 9.3574), "mnist-5k": _r(9.1, 9.6, 9.376),
+         "mnist": _r(8.1, 9.8, source='not measured: worse than uniform, as on both measured sets')}),
+    "10.rate_b_plain": Entry(
+        "rate of the MADE decoder's plain ELBO, nats",
+        'about half the measured value either way',
+        {"fashion-mnist": _r(0.5, 3.0, 1.4646), "mnist-5k": _r(7, 13, 9.9754),
+         "mnist": _r(0.0, 3.0, source='not measured: collapsed, as on Fashion-MNIST')}),
+    "10.rate_b_remedy": Entry(
+        'rate of the MADE decoder under each remedy, nats',
+        'spans the three remedies, with 30% room',
+        {"fashion-mnist": _r(4, 60, 6.1908), "mnist-5k": _r(7, 55, 10.2874),
+         "mnist": _r(3, None, source=NOT_MEASURED)}),
+    "10.rate_b_free_bits_over_32_lambda": Entry(
+        'rate of the MADE decoder with free bits, over 32 lambda',
+        'the clamp holds it near 1: 0.95 to 1.2 on Fashion-MNIST',
+        {"fashion-mnist": _r(0.95, 1.2, 1.0402), "mnist-5k": _r(1.0, 1.35, 1.1723),
+         "mnist": _r(0.95, 1.2, source=NOT_MEASURED)}),
+    "10.units_free_bits_minus_plain_a": Entry(
+        'active units of (a) with free bits minus without',
+        'about 40% either way',
+        {"fashion-mnist": _r(10, 26, 18.0), "mnist-5k": _r(0, 2, 0.0),
+         "mnist": _r(1, None, source=NOT_MEASURED)}),
+    "11.judge_accuracy": Entry(
+        'accuracy of the judge on the real test images',
+        'about 2.5 points either way',
+        {"fashion-mnist": _r(0.85, 0.9, 0.8737), "mnist-5k": _r(0.9, 0.95, 0.924),
+         "mnist": _r(0.95, 1.0, source='not measured: an MLP like this one reaches about 98% on MNIST')}),
+    "11.conditional_accuracy": Entry(
+        'share of conditional samples judged as the class asked for',
+        'about 15 points either way',
+        {"fashion-mnist": _r(0.6, 0.9, 0.769), "mnist-5k": _r(0.5, 0.75, 0.632),
+         "mnist": _r(0.6, 1.0, source=NOT_MEASURED)}),
+    "11.conditional_accuracy_worst_class": Entry(
+        'the same share for the worst class',
+        'about 15 points either way',
+        {"fashion-mnist": _r(0.45, 0.85, 0.64), "mnist-5k": _r(0.08, 0.35, 0.2),
+         "mnist": _r(0.2, 1.0, source=NOT_MEASURED)}),
+    "11.codes_help_nn_10_in_se": Entry(
+        'error with pixels minus error with the M1 codes, 10 labels per class, 1-nearest neighbour, in paired standard errors',
+        _T_MARGIN,
+        {"fashion-mnist": _r(2, None, 5.7076), "mnist-5k": _r(None, -2, -31.0717),
+         "mnist": _r(2, None, source='not measured: as on Fashion-MNIST')}),
+    "11.codes_help_nn_100_in_se": Entry(
+        'error with pixels minus error with the M1 codes, 100 labels per class, 1-nearest neighbour, in paired standard errors',
+        _T_MARGIN,
+        {"fashion-mnist": _r(2, None, 8.1935), "mnist-5k": _r(None, -2, -100.5861),
+         "mnist": _r(2, None, source='not measured: as on Fashion-MNIST')}),
+    "11.codes_help_logreg_10_in_se": Entry(
+        'error with pixels minus error with the M1 codes, 10 labels per class, logistic regression, in paired standard errors',
+        _T_MARGIN,
+        {"fashion-mnist": _r(-2.776, 2.776, -1.2913), "mnist-5k": _r(None, -2, -12.598),
+         "mnist": _r(-2.776, 2.776, source='not measured: as on Fashion-MNIST')}),
+    "11.codes_help_logreg_100_in_se": Entry(
+        'error with pixels minus error with the M1 codes, 100 labels per class, logistic regression, in paired standard errors',
+        _T_MARGIN,
+        {"fashion-mnist": _r(None, -2, -29.3882), "mnist-5k": _r(None, -2, -43.0221),
+         "mnist": _r(None, -2, source='not measured: as on Fashion-MNIST')}),
+    "11.augment_hurts_nn_10_in_se": Entry(
+        'error with generated images minus without, 10 labels per class, 1-nearest neighbour, in paired standard errors',
+        _T_MARGIN,
+        {"fashion-mnist": _r(-2.776, 2.776, 1.4867), "mnist-5k": _r(None, -1, -3.0732),
+         "mnist": _r(-2.776, 2.776, source='not measured: as on Fashion-MNIST')}),
+    "11.augment_hurts_nn_100_in_se": Entry(
+        'error with generated images minus without, 100 labels per class, 1-nearest neighbour, in paired standard errors',
+        _T_MARGIN,
+        {"fashion-mnist": _r(2, None, 3.8), "mnist-5k": _r(-2.776, 2.776, 1.6191),
+         "mnist": _r(2, None, source='not measured: as on Fashion-MNIST')}),
+    "11.augment_hurts_logreg_10_in_se": Entry(
+        'error with generated images minus without, 10 labels per class, logistic regression, in paired standard errors',
+        _T_MARGIN,
+        {"fashion-mnist": _r(2, None, 3.8981), "mnist-5k": _r(-2.776, 2.776, -0.7786),
+         "mnist": _r(2, None, source='not measured: as on Fashion-MNIST')}),
+    "11.augment_hurts_logreg_100_in_se": Entry(
+        'error with generated images minus without, 100 labels per class, logistic regression, in paired standard errors',
+        _T_MARGIN,
+        {"fashion-mnist": _r(2, None, 7.9075), "mnist-5k": _r(-2.776, 2.776, -1.2618),
+         "mnist": _r(2, None, source='not measured: as on Fashion-MNIST')}),
+}
+
+
+def expect(key: str, value: float, dataset: str | None = None, *, full_run: bool = False) -> bool:
+    """Check the measured number ``key`` against its expected range on ``dataset``; print what was checked.
+
+    Asserts (raises ``AssertionError`` with the range and its measurement) when the data set was
+    measured and ``value`` lies outside the range. Prints the value and the expected range, and asserts
+    nothing, when the data set was not measured or ``full_run`` is true. Returns whether the value lies
+    in the range. Introduced in notebook 04.
+    """
+    if key not in TABLE:
+        raise KeyError(f"{key!r} is not in vae_lib.expected.TABLE: add its expected range for every data set")
+    entry = TABLE[key]
+    name = dataset_name(dataset)
+    value = float(value)
+    _record(key, name, value)
+    expected = entry.ranges.get(name)
+    if expected is None:
+        raise KeyError(f"{key!r} has no expected range for {name!r} in vae_lib.expected.TABLE")
+    inside = math.isfinite(value) and expected.contains(value)
+    text = f"{key} = {value:.4g}: {entry.what}; expected {expected} on {name}"
+    if full_run:
+        print(f"{text}, measured in the short run only (FULL_RUN): printed, not asserted"
+              f"{'' if inside else ' (outside that range)'}")
+        return inside
+    if expected.measured is None or name not in MEASURED:
+        print(f"{text} ({expected.source or NOT_MEASURED}): printed, not asserted"
+              f"{'' if inside else ' (outside that range)'}")
+        return inside
+    where = f"measured {expected.measured:.4g} on {MEASURED[name]}"
+    if not inside:
+        raise AssertionError(f"{text} ({where}), but got {value:.4g}. {entry.margin}")
+    print(f"{text} ({where}): ok")
+    return True
+
+
+def _record(key: str, dataset: str, value: float) -> None:
+    path = os.environ.get("VAE_EXPECTED_RECORD")
+    if path:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"key": key, "dataset": dataset, "value": value}) + "\n")
+
+
+def markdown(datasets: tuple[str, ...] = tuple(DATASETS)) -> str:
+    """The table as Markdown: one row per key, one column per data set (range, and the measured value)."""
+    lines = ["| key | what | " + " | ".join(datasets) + " |", "|---|---|" + "---|" * len(datasets)]
+    for key, entry in TABLE.items():
+        cells = []
+        for name in datasets:
+            r = entry.ranges[name]
+            cells.append(f"{r} (measured {r.measured:.4g})" if r.measured is not None else f"{r}, not measured")
+        lines.append(f"| `{key}` | {entry.what} | " + " | ".join(cells) + " |")
+    notes = [f"- {name}: {when}" for name, when in MEASURED.items()]
+    return "\n".join(lines + ["", "Measured:"] + notes)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(markdown() + "\n")
