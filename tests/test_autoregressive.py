@@ -2,9 +2,10 @@
 import pytest
 import torch
 
-from vae_lib.autoregressive import MADEVAE, MaskedLinear, made_masks
+from vae_lib.autoregressive import MADEHiddenVAE, MADEVAE, MaskedLinear, made_masks
 from vae_lib.evaluation import importance_log_weights
 from vae_lib.likelihoods import binarize
+from vae_lib.models import build_model
 from vae_lib.training import fit, model_loss
 from vae_lib.utils import set_seed
 
@@ -23,10 +24,25 @@ def test_masks_connect_each_output_only_to_earlier_pixels():
         MaskedLinear(3, 2, torch.ones(3, 2))
 
 
-def test_the_decoder_is_autoregressive_and_sees_z():
+def test_every_pixel_but_the_last_feeds_a_hidden_unit_at_the_notebooks_size():
+    """At (784, 500) the degrees must reach D - 1: with degrees 1 + k % (D - 1) they stopped at 500, and
+    pixels 501-784 reached no hidden unit (the ordering test above passes with that bug: a missing
+    connection violates no order)."""
+    to_hidden, to_output = made_masks(784, 500)
+    feeds = to_hidden.sum(0) > 0                       # pixel i reaches at least one hidden unit
+    assert feeds[:-1].all() and not feeds[-1], f"pixels reaching no hidden unit: {(~feeds[:-1]).nonzero().flatten()[:5]}"
+    informed = to_output.sum(1) > 0                    # output j reads at least one hidden unit
+    assert informed[1:].all() and not informed[0]
+    degrees = to_hidden.sum(1)                         # unit k sees m_k pixels: its degree
+    assert degrees.min() == 1 and degrees.max() == 783 and (degrees.diff() >= 0).all()
+    assert (degrees.float().diff().max() - 783 / 499) < 1.01, "the degrees are not spread evenly"
+
+
+@pytest.mark.parametrize("cls", [MADEVAE, MADEHiddenVAE])
+def test_the_decoder_is_autoregressive_and_sees_z(cls):
     """Every path (MADE, direct connections, z) respects the order: output j never sees pixel j or later."""
     set_seed(0)
-    model = MADEVAE(latent_dim=3, hidden_dim=64)
+    model = cls(latent_dim=3, hidden_dim=64)
     x = torch.rand(1, 784, requires_grad=True)
     z = torch.randn(1, 3, requires_grad=True)
     logits = model.decode_logits(z, x=x)
@@ -38,9 +54,20 @@ def test_the_decoder_is_autoregressive_and_sees_z():
     assert gx[0, :500].abs().sum() > 0
 
 
-def test_it_needs_the_image_to_score_and_samples_pixel_by_pixel():
+def test_z_reaches_the_hidden_layer_only_in_the_control():
     set_seed(0)
-    model = MADEVAE(latent_dim=2, hidden_dim=32)
+    x, z = torch.rand(2, 784), torch.randn(2, 3, requires_grad=True)
+    for cls, reaches in ((MADEVAE, False), (MADEHiddenVAE, True)):
+        model = cls(latent_dim=3, hidden_dim=64)
+        grad = torch.autograd.grad(model._hidden_input(x, z).sum(), z, allow_unused=True)[0]
+        assert (grad is not None and grad.abs().sum() > 0) == reaches, f"{cls.__name__}: does z reach the hidden layer?"
+    assert build_model("made-hidden", latent_dim=3, hidden_dim=64).z_hidden.weight.shape == (64, 3)
+
+
+@pytest.mark.parametrize("cls", [MADEVAE, MADEHiddenVAE])
+def test_it_needs_the_image_to_score_and_samples_pixel_by_pixel(cls):
+    set_seed(0)
+    model = cls(latent_dim=2, hidden_dim=32)
     with pytest.raises(ValueError, match="pass decode_logits"):
         model.decode_logits(torch.zeros(2, 2))
     with pytest.raises(ValueError, match="one number per pixel"):

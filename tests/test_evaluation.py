@@ -487,7 +487,8 @@ def test_eight_bit_bounds_add_the_change_of_scale_only_for_densities():
 
     torch.manual_seed(0)
     x = torch.randint(0, 256, (4, 784)).float() / 255
-    for name, offset in (("discretized-logistic", 0.0), ("continuous-bernoulli", 784 * LOG_256)):
+    for name, offset in (("discretized-logistic", 0.0), ("continuous-bernoulli", 784 * LOG_256),
+                         ("bernoulli", 784 * LOG_256)):
         model = VAE(latent_dim=2, hidden_dim=16, likelihood=name)
         b = eight_bit_bounds(model, x, 20, generator=gen(3))
         g = gen(3)
@@ -497,4 +498,4 @@ def test_eight_bit_bounds_add_the_change_of_scale_only_for_densities():
         assert torch.allclose(b["iwae"], offset - iwae_from_log_weights(log_w, 20)[0])
         assert (b["iwae"] <= b["elbo"] + 1e-9).all()
     with pytest.raises(ValueError, match="not a distribution of 8-bit images"):
-        eight_bit_bounds(VAE(latent_dim=2, hidden_dim=16), x, 5)
+        eight_bit_bounds(VAE(latent_dim=2, hidden_dim=16, likelihood="binarized-bernoulli"), x, 5)

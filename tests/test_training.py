@@ -172,12 +172,13 @@ def test_config_key_depends_on_every_field():
         other = TrainConfig(**{**CFG.to_dict(), **change})
         assert other.key() != CFG.key() and checkpoint_path(other) != checkpoint_path(CFG)
     for change in ({"channels": 16}, {"warmup_epochs": 3}, {"free_bits": 0.5}, {"labels_per_class": 5},
-                   {"labels_per_class": 5, "label_seed": 1}):
+                   {"labels_per_class": 5, "label_seed": 1}, {"cycles": 4}, {"capacity": 20.0, "capacity_gamma": 1.0}):
         assert TrainConfig(**{**CFG.to_dict(), **change}).key() != CFG.key()
     assert TrainConfig().to_dict() == {   # the seed's settings, on the course's default data set
         "dataset": "fashion-mnist", "model": "vae", "latent_dim": 2, "hidden_dim": 400, "epochs": 10, "batch_size": 128,
         "lr": 1e-3, "likelihood": "bernoulli", "beta": 1.0, "binarize": False, "seed": 0,
-        "channels": 32, "warmup_epochs": 0, "free_bits": 0.0, "labels_per_class": 0, "label_seed": 0}
+        "channels": 32, "warmup_epochs": 0, "free_bits": 0.0, "labels_per_class": 0, "label_seed": 0,
+        "cycles": 0, "capacity": 0.0, "capacity_gamma": 0.0}
 
 
 def test_fields_added_later_keep_the_existing_checkpoint_names():
@@ -646,3 +647,39 @@ def test_a_change_to_the_code_of_training_changes_the_fingerprint_and_a_comment_
     assert code_fingerprint("vae") == before
     monkeypatch.setattr(Path, "read_text", edited("\nDEFAULT_LR = 2e-3\n"))
     assert code_fingerprint("vae") != before, "a change to fit's module must make old checkpoints stale"
+
+
+def test_cyclical_weight_rises_in_each_cycle_and_capacity_pulls_the_kl_to_its_target():
+    from vae_lib.training import capacity_kl, cyclical_weight
+
+    # 4 cycles, ramp 1/2: within each quarter the weight rises from 0 to beta over its first half
+    assert [cyclical_weight(f, 2.0, cycles=4) for f in (0.0, 0.0625, 0.125, 0.2, 0.25, 0.3125, 1.0)] == \
+        [0.0, 1.0, 2.0, 2.0, 0.0, 1.0, 2.0]
+    assert cyclical_weight(0.4, 0.5, cycles=0) == 0.5
+    with pytest.raises(ValueError, match="fraction"):
+        cyclical_weight(1.5, cycles=2)
+    kl = torch.tensor([[1.0, 2.0], [3.0, 4.0]])          # per image: 3 and 7 nats, mean 5
+    assert capacity_kl(kl, 5.0, 10.0) == 0.0
+    assert capacity_kl(kl, 2.0, 10.0) == pytest.approx(2 * 10 * 3)
+    assert capacity_kl(kl, 9.0, 1.0) == pytest.approx(2 * 4)
+    with pytest.raises(ValueError, match="capacity_gamma"):
+        capacity_kl(kl, 1.0, -1.0)
+
+
+def test_fit_with_cycles_or_capacity_records_the_true_elbo_and_refuses_conflicting_remedies():
+    train = make_split(128)
+    set_seed(0)
+    h = fit(VAE(latent_dim=2, hidden_dim=16), train, epochs=4, batch_size=32, cycles=2, progress=False)
+    # 4 steps an epoch, 2 cycles of 8 steps, each ramping over its first 4: the weight of each epoch's last step
+    assert h.beta == [0.75, 1.0, 0.75, 1.0]
+    assert all(abs(lo - (r + k)) < 1e-3 for lo, r, k in zip(h.train_loss, h.train_recon, h.train_kl))
+    set_seed(0)
+    model = VAE(latent_dim=2, hidden_dim=16)
+    h = fit(model, train, epochs=3, batch_size=32, capacity=6.0, capacity_gamma=50.0, progress=False)
+    assert h.train_kl[-1] > 1.0, "capacity annealing should pull the KL up towards its target"
+    with pytest.raises(ValueError, match="choose one"):
+        fit(VAE(latent_dim=2, hidden_dim=16), train, epochs=1, warmup_epochs=1, cycles=2, progress=False)
+    with pytest.raises(ValueError, match="replaces the KL term"):
+        fit(VAE(latent_dim=2, hidden_dim=16), train, epochs=1, free_bits=0.1, capacity_gamma=1.0, progress=False)
+    with pytest.raises(ValueError, match="cycles"):
+        fit(VAE(latent_dim=2, hidden_dim=16), train, epochs=1, cycles=-1, progress=False)

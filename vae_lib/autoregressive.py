@@ -20,15 +20,18 @@ from .models import VAEBase, _check_n, _check_sizes, check_input
 def made_masks(input_dim: int, hidden_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The two masks of a one-hidden-layer MADE in the natural pixel order: (hidden, input), (input, hidden).
 
-    Pixel i (0-based) has degree i + 1; hidden unit k gets a degree m_k in 1 .. D - 1, spread evenly.
-    Unit k may see pixel i when i + 1 <= m_k; output j may see unit k when m_k <= j. So output j depends
-    only on pixels i < j: the autoregressive property, which ``tests/`` check with gradients. Notebook 10.
+    Pixel i (0-based) has degree i + 1; hidden unit k gets a degree m_k in 1 .. D - 1, spread evenly
+    over that whole range (from 1 for the first unit to D - 1 for the last). Unit k may see pixel i
+    when i + 1 <= m_k; output j may see unit k when m_k <= j. So output j depends only on pixels
+    i < j: the autoregressive property, which ``tests/`` check with gradients. Because the degrees
+    reach D - 1, every pixel but the last feeds some hidden unit (the last has no output after it to
+    inform). Notebook 10.
     """
     _check_sizes(input_dim=input_dim, hidden_dim=hidden_dim)
     if input_dim < 2:
         raise ValueError("an autoregressive model needs at least two pixels")
     pixel_degree = torch.arange(1, input_dim + 1)
-    hidden_degree = 1 + torch.arange(hidden_dim) % (input_dim - 1)
+    hidden_degree = torch.linspace(1, input_dim - 1, hidden_dim).round().long()
     to_hidden = (hidden_degree[:, None] >= pixel_degree[None, :]).float()
     to_output = (hidden_degree[None, :] <= torch.arange(input_dim)[:, None]).float()
     return to_hidden, to_output
@@ -59,6 +62,7 @@ class MADEVAE(VAEBase):
     """
 
     autoregressive = True
+    z_into_hidden = False
 
     def __init__(self, latent_dim: int = 32, hidden_dim: int = 500, input_dim: int = INPUT_DIM,
                  likelihood: Likelihood | str = "bernoulli"):
@@ -77,6 +81,13 @@ class MADEVAE(VAEBase):
         self.made_out = MaskedLinear(hidden_dim, input_dim, to_output)
         self.direct = MaskedLinear(input_dim, input_dim, torch.ones(input_dim, input_dim).tril(-1))
         self.z_out = nn.Linear(latent_dim, input_dim, bias=False)
+        # z into the hidden layer too (MADEHiddenVAE): every hidden unit may read all of z, which breaks
+        # no pixel order, so the code can shape the features the outputs are built from.
+        self.z_hidden = nn.Linear(latent_dim, hidden_dim, bias=False) if self.z_into_hidden else None
+
+    def _hidden_input(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        pre = self.made_in(x)
+        return pre if self.z_hidden is None else pre + self.z_hidden(z)
 
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The posterior's parameters ``(mu, logvar)`` for a batch ``x`` of shape (N, 784)."""
@@ -91,7 +102,7 @@ class MADEVAE(VAEBase):
             raise ValueError("an autoregressive decoder scores a given image: pass decode_logits(z, x=images); "
                              "to draw images use sample() or decode()")
         check_input(x, self.input_dim, "MADEVAE.decode_logits (x)")
-        return self.made_out(torch.relu(self.made_in(x))) + self.direct(x) + self.z_out(z)
+        return self.made_out(torch.relu(self._hidden_input(x, z))) + self.direct(x) + self.z_out(z)
 
     @torch.no_grad()
     def ancestral(self, z: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,7 +117,7 @@ class MADEVAE(VAEBase):
         w_in = self.made_in.weight * self.made_in.mask           # (H, D)
         w_out = self.made_out.weight * self.made_out.mask        # (D, H)
         w_direct = self.direct.weight * self.direct.mask         # (D, D)
-        pre = self.made_in.bias.expand(n, -1).clone()            # hidden input for an empty image
+        pre = self._hidden_input(torch.zeros(n, self.input_dim, device=z.device), z)   # hidden input, empty image
         direct = self.made_out.bias + self.direct.bias + self.z_out(z)   # (N, D)
         samples = torch.zeros(n, self.input_dim, device=z.device)
         means = torch.zeros_like(samples)
@@ -133,3 +144,14 @@ class MADEVAE(VAEBase):
         """``n`` images drawn from the model: z ~ N(0, I), then x ~ p_theta(x|z) pixel by pixel."""
         z = self.prior_draws(_check_n(n), generator)
         return self.ancestral(z, generator)[0]
+
+
+class MADEHiddenVAE(MADEVAE):
+    """:class:`MADEVAE` with z fed into the masked hidden layer as well as added to the output logits.
+
+    The control of notebook 10: in :class:`MADEVAE` the code enters only as an additive term U z on
+    the logits, so it cannot shape the hidden features; here every hidden unit also reads W z (z is
+    not a pixel, so no order is broken). Notebook 10.
+    """
+
+    z_into_hidden = True

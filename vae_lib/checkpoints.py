@@ -34,7 +34,8 @@ FORMAT_VERSION = 2
 #: Of the data module only what shapes the data counts: the split and its batches, and how a split is
 #: loaded (not, say, the wording of its error messages).
 CODE_MODULES = {"data": ("Split", "load_split"), "likelihoods": None, "losses": None, "models": None, "training": None}
-KIND_MODULES = {"conv": ("conv",), "made": ("autoregressive",), "cvae": ("conditional",), "judge": ("downstream",)}
+KIND_MODULES = {"conv": ("conv",), "made": ("autoregressive",), "made-hidden": ("autoregressive",),
+                "cvae": ("conditional",), "judge": ("downstream",)}
 #: The fields TrainConfig had when the first checkpoints were written. Fields added since enter a
 #: checkpoint's key only when they differ from their defaults, so existing names stay valid.
 _FIRST_FIELDS = ("dataset", "model", "latent_dim", "hidden_dim", "epochs", "batch_size", "lr", "likelihood",
@@ -110,6 +111,9 @@ class TrainConfig:
     free_bits: float = 0.0
     labels_per_class: int = 0       # > 0: train on that many labelled images per class only (notebook 11)
     label_seed: int = 0             # which ones: vae_lib.downstream.label_budget(train, labels_per_class, label_seed)
+    cycles: int = 0                 # cyclical annealing of the KL weight (notebook 10)
+    capacity: float = 0.0           # capacity annealing: the target KL rises to this many nats per image
+    capacity_gamma: float = 0.0     # ... and the KL term is capacity_gamma * |KL - C| (0: off)
 
     def __post_init__(self):
         if not isinstance(self.labels_per_class, int) or self.labels_per_class < 0:
@@ -263,7 +267,8 @@ def train_or_load(
     model = config.build().to(device)
     history = fit(model, train, test, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
                   beta=config.beta, binarize=config.binarize, progress=progress,
-                  warmup_epochs=config.warmup_epochs, free_bits=config.free_bits)
+                  warmup_epochs=config.warmup_epochs, free_bits=config.free_bits, cycles=config.cycles,
+                  capacity=config.capacity, capacity_gamma=config.capacity_gamma)
     model.eval()
     if history.interrupted:
         if log:

@@ -284,13 +284,14 @@ class GatedVAE(VAEBase):
 
 
 def model_kinds() -> dict[str, type]:
-    """Every model kind ``build_model`` knows, by name: ``vae``, ``ae``, ``gated``, ``conv``, ``made``, ``cvae``."""
-    from .autoregressive import MADEVAE
+    """Every model kind ``build_model`` knows, by name: ``vae``, ``ae``, ``gated``, ``conv``, ``made``,
+    ``made-hidden``, ``cvae``."""
+    from .autoregressive import MADEHiddenVAE, MADEVAE
     from .conditional import ConditionalVAE
     from .conv import ConvVAE
 
     return {"vae": VAE, "ae": AutoEncoder, "gated": GatedVAE, "conv": ConvVAE, "made": MADEVAE,
-            "cvae": ConditionalVAE}
+            "made-hidden": MADEHiddenVAE, "cvae": ConditionalVAE}
 
 
 def build_model(kind: str = "vae", latent_dim: int = 2, hidden_dim: int = 400,

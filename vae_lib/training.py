@@ -191,6 +191,50 @@ def free_bits_kl(kl_per_dim: torch.Tensor, free_bits: float) -> torch.Tensor:
     return kl_per_dim.shape[0] * kl_per_dim.mean(0).clamp(min=free_bits).sum()
 
 
+def cyclical_weight(fraction: float, beta: float = 1.0, cycles: int = 1, ramp: float = 0.5) -> float:
+    """The KL weight of cyclical annealing (Fu et al., 2019) at ``fraction`` (0 to 1) of the training steps.
+
+    The run is cut into ``cycles`` equal parts; in each, the weight rises linearly from 0 to ``beta``
+    over the first ``ramp`` of the part and stays at ``beta`` for the rest. Every cycle lets the
+    decoder learn again to use z while the KL is cheap, then makes the code pay. Notebook 10.
+    """
+    if not (isinstance(fraction, (int, float)) and 0 <= fraction <= 1):
+        raise ValueError(f"fraction must be a number from 0 to 1 (the share of the run done), got {fraction!r}")
+    _check_beta(beta)
+    _check_cycles(cycles)
+    if not (isinstance(ramp, (int, float)) and 0 < ramp <= 1):
+        raise ValueError(f"ramp must be in (0, 1], got {ramp!r}")
+    if cycles == 0:
+        return float(beta)
+    within = (fraction * cycles) % 1.0 if fraction < 1 else 1.0
+    return float(beta) * min(1.0, within / ramp)
+
+
+def capacity_kl(kl_per_dim: torch.Tensor, capacity: float, gamma: float) -> torch.Tensor:
+    """The KL term of capacity annealing (Burgess et al., 2018): N gamma |mean_n KL_n - C| for a batch.
+
+    ``kl_per_dim``: (N, d). Instead of pushing the KL down, the term pulls the batch's mean KL per
+    image towards the target capacity ``capacity`` (C nats), which ``fit`` raises linearly from 0 over
+    the run, so the code is allowed more information step by step. Multiplied by N, like the summed
+    objective. Notebook 10.
+    """
+    if not isinstance(kl_per_dim, torch.Tensor) or kl_per_dim.ndim != 2 or kl_per_dim.shape[0] == 0:
+        raise ValueError("kl_per_dim must be a tensor of shape (N, latent_dim) with N >= 1")
+    _check_capacity(capacity, gamma)
+    return kl_per_dim.shape[0] * gamma * (kl_per_dim.sum(-1).mean() - capacity).abs()
+
+
+def _check_cycles(cycles) -> None:
+    if isinstance(cycles, bool) or not isinstance(cycles, int) or cycles < 0:
+        raise ValueError(f"cycles must be an integer >= 0 (0: no cyclical annealing), got {cycles!r}")
+
+
+def _check_capacity(capacity, gamma) -> None:
+    for name, value in (("capacity", capacity), ("capacity_gamma", gamma)):
+        if isinstance(value, bool) or not (isinstance(value, (int, float)) and value >= 0 and math.isfinite(value)):
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
 def _check_beta(beta) -> None:
     if isinstance(beta, bool) or not (isinstance(beta, (int, float)) and beta >= 0 and math.isfinite(beta)):
         raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
@@ -256,6 +300,9 @@ def fit(
     free_bits: float = 0.0,
     first_epoch: int = 1,
     callback=None,
+    cycles: int = 0,
+    capacity: float = 0.0,
+    capacity_gamma: float = 0.0,
 ) -> History:
     """Train ``model`` on ``train`` with Adam (the seed's defaults) and return its :class:`History`.
 
@@ -266,8 +313,11 @@ def fit(
     pixel becomes the model's. The test split is prepared once, with a fixed seed.
 
     The KL term can be weighted: ``beta`` (a beta-VAE), a linear warm-up of that weight over the first
-    ``warmup_epochs`` epochs (:func:`kl_weight`), and ``free_bits`` nats per dimension
-    (:func:`free_bits_kl`). The history records the true negative ELBO whatever the objective.
+    ``warmup_epochs`` epochs (:func:`kl_weight`), ``cycles`` of cyclical annealing, step by step
+    (:func:`cyclical_weight`), and ``free_bits`` nats per dimension (:func:`free_bits_kl`). With
+    ``capacity_gamma`` > 0 the KL term becomes capacity annealing instead (:func:`capacity_kl`): the
+    batch's mean KL is pulled towards a capacity that rises linearly from 0 to ``capacity`` nats over
+    the run. The history records the true negative ELBO whatever the objective.
     Without an ``optimizer``, Adam comes from :func:`adam` (the fused kernel where there is one).
     ``first_epoch`` numbers the epochs of a resumed run (it continues the warm-up);
     ``callback(epoch, history)`` runs after each epoch and stops training by returning True.
@@ -287,6 +337,12 @@ def fit(
     _check_beta(beta)
     _check_warmup(warmup_epochs)
     _check_free_bits(free_bits)
+    _check_cycles(cycles)
+    _check_capacity(capacity, capacity_gamma)
+    if warmup_epochs and cycles:
+        raise ValueError("warmup_epochs and cycles both set the KL weight's schedule: choose one")
+    if capacity_gamma and (warmup_epochs or cycles or free_bits):
+        raise ValueError("capacity annealing replaces the KL term: use it without warmup_epochs, cycles or free_bits")
     if callback is not None and not callable(callback):
         raise ValueError("callback must be a function callback(epoch, history) or None")
     if getattr(model, "likelihood", lik) is not lik:
@@ -311,6 +367,7 @@ def fit(
     n = len(train)
     steps = math.ceil(n / batch_size)
     last = first_epoch + epochs - 1
+    total_steps = last * steps                   # the schedules of cycles and capacity span the whole run
     with _StopRequest() as stop:
         for epoch in range(first_epoch, last + 1):
             if stop.requested:  # Ctrl-C arrived between epochs (in the evaluation, the log or the callback)
@@ -327,7 +384,15 @@ def fit(
                     rec, kl = model_terms(model, x, lik, validate=False, y=y)
                     rec_sum = rec.sum()
                     kl_sum = rec_sum.new_zeros(()) if kl is None else kl.sum()
-                    kl_term = kl_sum if free_bits == 0 or kl is None else free_bits_kl(kl, free_bits)
+                    done = ((epoch - 1) * steps + step - 1) / total_steps      # share of the run before this step
+                    if cycles:
+                        weight = cyclical_weight(done, beta, cycles)
+                    if kl is None:
+                        kl_term = kl_sum
+                    elif capacity_gamma:
+                        kl_term = capacity_kl(kl, capacity * done, capacity_gamma)
+                    else:
+                        kl_term = kl_sum if free_bits == 0 else free_bits_kl(kl, free_bits)
                     objective = rec_sum + weight * kl_term
                     optimizer.zero_grad(set_to_none=True)
                     objective.backward()
