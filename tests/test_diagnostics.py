@@ -113,6 +113,35 @@ def test_surgery_by_quadrature_agrees_with_monte_carlo_in_2d():
         elbo_surgery(model, images, grid=LatentGrid(6.0, 11, dim=3))
 
 
+def test_a_wrong_log_q_of_z_passes_the_sum_and_fails_the_quadrature(monkeypatch):
+    """What each check can catch: log q(z) enters the two Monte Carlo parts with opposite signs, so a wrong one
+    (here: the mixture without its 1/N) leaves their sum in place; the quadrature's KL(q(z) || p(z)) is off."""
+    from vae_lib import diagnostics
+
+    model = _model(latent=2)
+    with torch.no_grad():
+        model.fc_mu.weight.mul_(0.05)
+    images = make_split(200, train=False, seed=3).images
+    right = diagnostics.log_aggregate_posterior
+    monkeypatch.setattr(diagnostics, "log_aggregate_posterior", lambda z, mu, logvar, chunk=1024:
+                        right(z, mu, logvar, chunk) + math.log(mu.shape[0]))
+    wrong_mc = elbo_surgery(model, images, n_samples=4000, generator=torch.Generator().manual_seed(1))
+    wrong_grid = elbo_surgery(model, images, n_samples=4000, grid="auto", generator=torch.Generator().manual_seed(1))
+    assert abs(wrong_mc.total - wrong_mc.average_kl) < 4 * wrong_mc.total_se + 1e-3, "the sum cannot see it"
+    assert abs(wrong_grid.marginal_kl - wrong_mc.marginal_kl) > 10 * wrong_mc.marginal_kl_se + 1, "the quadrature does"
+
+
+def test_the_automatic_grid_halves_its_step_until_the_quadrature_settles():
+    model = _model(latent=2)
+    images = make_split(200, train=False, seed=3).images
+    s = elbo_surgery(model, images, n_samples=2000, grid="auto", generator=torch.Generator().manual_seed(0))
+    mc = elbo_surgery(model, images, n_samples=4000, generator=torch.Generator().manual_seed(2))
+    assert s.marginal_kl_method == "quadrature" and 0 <= s.marginal_kl_error < 1e-3
+    assert abs(s.marginal_kl - mc.marginal_kl) < 4 * mc.marginal_kl_se + 1e-3
+    with pytest.raises(ValueError, match="'auto' for d = 2"):
+        elbo_surgery(_model(latent=3), images, grid="auto")
+
+
 def test_the_aggregate_posterior_is_the_mixture_of_the_posteriors():
     mu = torch.tensor([[0.0], [2.0]], dtype=torch.float64)
     logvar = torch.tensor([[0.0], [math.log(0.25)]], dtype=torch.float64)

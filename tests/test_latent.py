@@ -53,6 +53,16 @@ def test_latent_codes_are_the_posterior_means_and_the_autoencoders_codes():
     assert torch.allclose(latent_codes(ae, x), ae.encode(x).detach())
 
 
+def test_latent_codes_of_a_conditional_vae_read_each_images_label():
+    from vae_lib.conditional import ConditionalVAE
+
+    torch.manual_seed(0)
+    cvae, x, y = ConditionalVAE(latent_dim=2, hidden_dim=8, n_classes=3), images(7), torch.tensor([0, 1, 2, 0, 1, 2, 0])
+    assert torch.allclose(latent_codes(cvae, x, batch_size=3, labels=y), cvae.encode(x, y)[0].detach())
+    with pytest.raises(ValueError, match="labels"):
+        latent_codes(cvae, x)
+
+
 def test_latent_codes_restore_the_training_mode_and_need_no_grad():
     vae = tiny_vae()
     vae.train()

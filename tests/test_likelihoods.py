@@ -28,7 +28,7 @@ def test_names_and_the_seeds_names():
     lik = LearnedGaussian()
     assert get_likelihood(lik) is lik
     assert set(LIKELIHOODS) == {"bernoulli", "binarized-bernoulli", "continuous-bernoulli", "gaussian",
-                                "gaussian-learned", "discretized-logistic", "gaussian-discretized"}
+                                "gaussian-learned", "discretized-logistic", "gaussian-discretized", "categorical"}
     with pytest.raises(ValueError, match="likelihood must be one of"):
         get_likelihood("poisson")
     with pytest.raises(ValueError, match="positive number"):
@@ -271,3 +271,30 @@ def test_the_discretized_gaussian_is_a_distribution_of_the_levels_and_beats_dequ
         assert (-dg.log_prob(params, x)[0] <= deq + 1e-9).all()
     with pytest.raises(ValueError, match="8-bit levels"):
         dg.check(torch.full((1, 6), 0.5 / 256, dtype=F64))
+
+
+def test_the_categorical_likelihood_is_a_softmax_over_the_levels_and_level_masses_sum_as_they_should():
+    cat = get_likelihood("categorical")
+    g = torch.Generator().manual_seed(0)
+    params = torch.randn(3, 256 * 5, dtype=F64, generator=g)
+    x = torch.randint(0, 256, (3, 5), generator=g).double() / 255
+    reference = torch.distributions.Categorical(logits=params.view(3, 256, 5).transpose(1, 2))
+    assert torch.allclose(cat.log_prob(params, x), reference.log_prob((x * 255).round().long()), atol=1e-12)
+    assert torch.allclose(cat.mean(params), (reference.probs * torch.arange(256, dtype=F64) / 255).sum(-1))
+    draws = cat.sample(params[:1].expand(4000, -1), torch.Generator().manual_seed(1))
+    assert abs(draws.mean(0) - cat.mean(params)[0].float()).max() < 0.02       # 4,000 draws of the first image's pixels
+    assert eight_bit_offset(cat) == 0.0 and cat.params_per_pixel == 256
+    # level_masses: 1 for every distribution of the levels and for the continuous Bernoulli, 1 / C for the seed's
+    # Bernoulli, below 1 for a Gaussian with mass outside [0, 1], two levels for the binarized Bernoulli
+    from vae_lib.likelihoods import level_masses
+
+    logit = torch.tensor([0.7], dtype=F64)
+    for name in ("categorical", "discretized-logistic", "gaussian-discretized", "continuous-bernoulli"):
+        p = torch.randn(get_likelihood(name).params_per_pixel, dtype=F64, generator=g)
+        assert abs(level_masses(name, p).sum() - 1) < 1e-9, name
+    assert abs(level_masses("bernoulli", logit).sum() - torch.exp(-continuous_bernoulli_log_norm(logit))) < 1e-9
+    assert level_masses("gaussian", logit).sum() < 0.5
+    two = level_masses("binarized-bernoulli", logit)
+    assert (two > 0).sum() == 2 and abs(two.sum() - 1) < 1e-12 and two[255] == torch.sigmoid(logit)
+    with pytest.raises(ValueError, match="params must end"):
+        level_masses("discretized-logistic", logit)

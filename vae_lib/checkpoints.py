@@ -35,7 +35,7 @@ FORMAT_VERSION = 2
 #: loaded (not, say, the wording of its error messages).
 CODE_MODULES = {"data": ("Split", "load_split"), "likelihoods": None, "losses": None, "models": None, "training": None}
 KIND_MODULES = {"conv": ("conv",), "made": ("autoregressive",), "made-hidden": ("autoregressive",),
-                "cvae": ("conditional",), "judge": ("downstream",)}
+                "cvae": ("conditional",), "m2": ("conditional",), "judge": ("downstream",)}
 #: The fields TrainConfig had when the first checkpoints were written. Fields added since enter a
 #: checkpoint's key only when they differ from their defaults, so existing names stay valid.
 _FIRST_FIELDS = ("dataset", "model", "latent_dim", "hidden_dim", "epochs", "batch_size", "lr", "likelihood",
@@ -247,9 +247,11 @@ def train_or_load(
     if config.dataset != train.dataset:
         raise ValueError(f"config.dataset is {config.dataset!r} but the training split is {train.dataset!r}")
     if config.labels_per_class:
-        from .downstream import label_budget
+        from .downstream import label_budget, semi_supervised_split
 
-        train = label_budget(train, config.labels_per_class, config.label_seed).labelled
+        budget = label_budget(train, config.labels_per_class, config.label_seed)
+        # a semi-supervised model learns from every image, the others from the budget's labelled ones only
+        train = semi_supervised_split(budget) if config.model == "m2" else budget.labelled
     path = checkpoint_path(config, folder)
     device = train.device
     if path.exists() and not retrain:

@@ -7,6 +7,8 @@ course's one interface (:class:`~vae_lib.models.VAEBase`), with the labels as ``
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -65,3 +67,77 @@ class ConditionalVAE(_SeedDecoder, VAEBase):
         if isinstance(y, int) and not isinstance(y, bool):
             y = torch.full((n,), y, dtype=torch.int64, device=self.device)
         return super().sample(n, generator, y)
+
+
+class SemiSupervisedVAE(ConditionalVAE):
+    """Kingma et al.'s (2014) M2: a conditional VAE in which a missing label is one more latent variable.
+
+    Generative model p(y) p(z) p_theta(x | y, z), with p(y) uniform over the classes and p(z) = N(0, I);
+    inference q_phi(y | x) (a classifier, :meth:`classify`) and q_phi(z | x, y) (the conditional
+    encoder). For a labelled image the loss is the conditional VAE's -ELBO plus -log p(y); for an
+    unlabelled one the label is summed out, -ELBO(x) = sum_y q(y|x) [-ELBO(x, y)] + KL(q(y|x) || p(y)),
+    so every unlabelled image runs the encoder and decoder once per class. Because that bound would
+    not train the classifier on labelled images, they add ``classifier_weight`` times -log q(y|x)
+    (Kingma et al.'s alpha). Labels of -1 mark unlabelled images in a batch. :meth:`loss_terms` gives
+    ``fit`` all of it, and the history records the true -ELBO (reconstruction + KL over y and z).
+    Notebook 11.
+    """
+
+    semi_supervised = True
+
+    def __init__(self, latent_dim: int = 16, hidden_dim: int = 400, n_classes: int = 10, input_dim: int = INPUT_DIM,
+                 likelihood: Likelihood | str = "bernoulli", classifier_weight: float = 50.0):
+        super().__init__(latent_dim, hidden_dim, n_classes, input_dim, likelihood)
+        if isinstance(classifier_weight, bool) or not isinstance(classifier_weight, (int, float)) or classifier_weight < 0:
+            raise ValueError(f"classifier_weight must be a number >= 0, got {classifier_weight!r}")
+        self.classifier_weight = float(classifier_weight)
+        self.classifier = nn.Sequential(nn.Linear(input_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, n_classes))
+
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        """The logits of q_phi(y | x) for images ``x`` (N, 784): (N, n_classes)."""
+        check_input(x, self.input_dim, "SemiSupervisedVAE.classify")
+        return self.classifier(x)
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, batch_size: int = 2000) -> torch.Tensor:
+        """The most probable class under q_phi(y | x), on the CPU: (N,)."""
+        was_training = self.training
+        self.eval()
+        out = torch.cat([self.classify(x[s:s + batch_size].to(self.device)).argmax(1).cpu()
+                         for s in range(0, len(x), batch_size)])
+        self.train(was_training)
+        return out
+
+    def loss_terms(self, x: torch.Tensor, y: torch.Tensor, likelihood: Likelihood,
+                   validate: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per image: the reconstruction term (N,), the KL per latent dimension with KL(q(y|x) || p(y)) as
+        one more column (N, latent_dim + 1), and the classifier term (N,), zero for unlabelled images.
+
+        Labels ``y`` of -1 mark unlabelled images; their terms are expectations under q(y|x).
+        """
+        from .losses import gaussian_kl_per_dim
+
+        n, k = x.shape[0], self.n_classes
+        if not isinstance(y, torch.Tensor) or y.shape != (n,) or y.is_floating_point():
+            raise ValueError("SemiSupervisedVAE needs one integer label per image, -1 for an unlabelled one")
+        labelled = y >= 0
+        log_qy = F.log_softmax(self.classify(x), dim=1)                                  # (N, K)
+        x_l, y_l, x_u = x[labelled], y[labelled], x[~labelled]
+        xs = torch.cat([x_l, x_u.repeat_interleave(k, dim=0)])                          # unlabelled: once per class
+        ys = torch.cat([y_l, torch.arange(k, device=x.device).repeat(len(x_u))])
+        params, mu, logvar = self(xs, ys)
+        rec_all = likelihood.nll(params, xs, validate=validate)
+        kl_all = gaussian_kl_per_dim(mu, logvar, validate=validate)
+        n_l = len(x_l)
+        q_u = log_qy[~labelled].exp()                                                    # (N_u, K)
+        rec = torch.empty(n, device=x.device, dtype=rec_all.dtype)
+        kl = torch.empty(n, self.latent_dim + 1, device=x.device, dtype=kl_all.dtype)
+        rec[labelled] = rec_all[:n_l]
+        kl[labelled] = torch.cat([kl_all[:n_l], torch.full((n_l, 1), math.log(k), device=x.device)], dim=1)
+        rec[~labelled] = (q_u * rec_all[n_l:].view(-1, k)).sum(1)
+        kl_z = (q_u[:, :, None] * kl_all[n_l:].view(-1, k, self.latent_dim)).sum(1)
+        kl_y = (q_u * log_qy[~labelled]).sum(1) + math.log(k)                          # KL(q(y|x) || uniform)
+        kl[~labelled] = torch.cat([kl_z, kl_y[:, None]], dim=1)
+        extra = torch.zeros(n, device=x.device, dtype=rec.dtype)
+        extra[labelled] = -self.classifier_weight * log_qy[labelled].gather(1, y_l[:, None]).squeeze(1)
+        return rec, kl, extra

@@ -135,6 +135,21 @@ def log_aggregate_posterior(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Ten
     return out
 
 
+#: ``elbo_surgery(grid="auto")`` halves its grid's step until the quadrature's error estimate is below this
+#: many nats, or the grid would exceed AUTO_GRID_POINTS points.
+AUTO_GRID_TOL, AUTO_GRID_POINTS = 1e-3, 1_000_000
+
+
+def _marginal_kl_by_quadrature(grid: LatentGrid, mu: torch.Tensor, logvar: torch.Tensor) -> tuple[float, float]:
+    """KL(q(z) || p(z)) = sum_g h^d q(z_g) log(q(z_g) / p(z_g)) on ``grid``, and the change when the step doubles."""
+    log_qz = log_aggregate_posterior(grid.points, mu, logvar)
+    log_pz = -0.5 * (grid.points ** 2 + _LOG_2PI).sum(-1)
+    integrand = (log_qz + math.log(grid.cell)).exp() * (log_qz - log_pz)   # q's mass on each cell, weighted
+    fine = integrand.sum().item()
+    coarse = integrand[grid.coarse_index()].sum().item() * 2 ** grid.dim   # every other point: step 2h
+    return fine, abs(fine - coarse)
+
+
 @dataclass
 class Surgery:
     """The average KL split into two parts, each with its Monte Carlo standard error (0 for quadrature).
@@ -175,10 +190,10 @@ def elbo_surgery(model: nn.Module, images: torch.Tensor, n_samples: int = 2000, 
       (n, z ~ q(z|x_n)).
     * KL(q(z) || p(z)) = E_{q(z)}[log q(z) - log p(z)], from ``n_samples`` *other* draws of q(z), or,
       with a ``grid`` (a 2-D latent space), by quadrature: sum_g h^2 q(z_g) log(q(z_g) / p(z_g)).
-      ``grid="auto"`` places the grid from the posteriors themselves (:func:`vae_lib.evaluation.posterior_box`:
-      a box that holds every posterior, a step below the smallest posterior standard deviation), so
-      that it suits the model in hand. The same sum on every other point (twice the step) gives
-      ``marginal_kl_error``, the quadrature's error estimate.
+      ``grid="auto"`` places the grid from the posteriors themselves: a box that holds every posterior
+      (:func:`vae_lib.evaluation.posterior_box`), and a step of 0.05 halved until the sum changes by
+      less than 0.001 nats, so that it suits the model in hand. The same sum on every other point (twice
+      the step) gives ``marginal_kl_error``, the quadrature's error estimate.
 
     Neither part uses the closed-form KL, but their sum agreeing with it checks less than it seems: with
     both parts by Monte Carlo, E_q[log q(z)] enters one part with a plus and the other with a minus, so
@@ -208,17 +223,17 @@ def elbo_surgery(model: nn.Module, images: torch.Tensor, n_samples: int = 2000, 
         values = log_aggregate_posterior(z2, mu, logvar) - log_prior
         marginal, marginal_se, method = values.mean().item(), (values.std() / math.sqrt(n_samples)).item(), "Monte Carlo"
     else:
-        if isinstance(grid, str) and grid == "auto" and d == 2:
-            span, step = posterior_box(mu, logvar)
-            grid = LatentGrid(span, 2 * math.ceil(span / (step / 1.5)) + 1)   # a step of the smallest sd
+        auto = isinstance(grid, str) and grid == "auto" and d == 2
+        if auto:   # the posteriors' box; a step that halves until the sum no longer moves
+            span, _ = posterior_box(mu, logvar)
+            grid = LatentGrid(span, 2 * math.ceil(span / 0.05) + 1)
         if not isinstance(grid, LatentGrid) or grid.dim != d:
             raise ValueError(f"grid must be a LatentGrid in the model's {d} latent dimensions (or 'auto' for d = 2)")
-        log_qz = log_aggregate_posterior(grid.points, mu, logvar)
-        log_pz = -0.5 * (grid.points ** 2 + _LOG_2PI).sum(-1)
-        integrand = (log_qz + math.log(grid.cell)).exp() * (log_qz - log_pz)   # q's mass on each cell, weighted
-        marginal, marginal_se, method = integrand.sum().item(), 0.0, "quadrature"
-        coarse = integrand[grid.coarse_index()].sum().item() * 2 ** d            # every other point: step 2h
-        return Surgery(average_kl, mi, mi_se, marginal, marginal_se, method, abs(marginal - coarse))
+        while True:
+            marginal, error = _marginal_kl_by_quadrature(grid, mu, logvar)
+            if not auto or error < AUTO_GRID_TOL or len(grid) * 4 > AUTO_GRID_POINTS:
+                return Surgery(average_kl, mi, mi_se, marginal, 0.0, "quadrature", error)
+            grid = LatentGrid(grid.span, 2 * grid.steps - 1)
     return Surgery(average_kl, mi, mi_se, marginal, marginal_se, method)
 
 

@@ -192,6 +192,25 @@ def label_budget(train: Split, per_class: int, seed: int = 0) -> Budget:
     return Budget(train.subset(index), unlabelled, index, per_class)
 
 
+def semi_supervised_split(budget: Budget, labelled_share: float = 0.1) -> Split:
+    """Every training image of ``budget`` in one split for a semi-supervised model (notebook 11's M2).
+
+    The unlabelled images keep no label: they get -1. The labelled ones keep theirs and are repeated,
+    whole copies, until they make about ``labelled_share`` of the split, so that a batch holds a few of
+    them and the classifier term is trained every step (Kingma et al. and Pyro's SS-VAE interleave
+    labelled and unlabelled batches for the same reason). The labels the model can see are exactly
+    the budget's. Notebook 11.
+    """
+    if not (isinstance(labelled_share, (int, float)) and 0 < labelled_share < 1):
+        raise ValueError(f"labelled_share must lie strictly between 0 and 1, got {labelled_share!r}")
+    n_l, n_u = len(budget.labelled), len(budget.unlabelled)
+    copies = max(1, round(labelled_share * n_u / ((1 - labelled_share) * n_l)))
+    images = torch.cat([budget.labelled.images.repeat(copies, 1), budget.unlabelled.images])
+    labels = torch.cat([budget.labelled.labels.repeat(copies),
+                        torch.full((n_u,), -1, dtype=torch.int64, device=images.device)])
+    return Split(images, labels, budget.labelled.classes, budget.labelled.dataset, True)
+
+
 class LinearClassifier:
     """Multinomial logistic regression on standardised features: the first classifier of notebook 11.
 

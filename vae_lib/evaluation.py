@@ -39,6 +39,13 @@ _LOG_2PI = math.log(2 * math.pi)
 MAX_ROWS = 8192
 
 
+def _max_rows(model) -> int:
+    """:data:`MAX_ROWS` for a decoder of one or two numbers per pixel, fewer for one of more (a 256-way
+    categorical outputs 256 per pixel), so that a decoded chunk stays about the same size in memory."""
+    per_pixel = getattr(_likelihood(model), "params_per_pixel", 1) if _is_vae(model) else 1
+    return max(1, MAX_ROWS * 2 // max(2, per_pixel))
+
+
 # --------------------------------------------------------------------------- input checks
 
 
@@ -212,9 +219,9 @@ def importance_log_weights(model, x: torch.Tensor, n_samples: int, q=None, batch
             return model(xb, z)
     n = x.shape[0]
     if batch_size is None:
-        batch_size = max(1, min(n, MAX_ROWS // n_samples))
+        batch_size = max(1, min(n, _max_rows(model) // n_samples))
     batch_size = _positive_int(batch_size, "batch_size")
-    chunk = max(1, MAX_ROWS // batch_size)  # samples per decoder call
+    chunk = max(1, _max_rows(model) // batch_size)  # samples per decoder call
     work = mu.device  # float64 work: x's device, or the CPU for MPS
     out = torch.empty(n_samples, n, dtype=DTYPE, device=work)
     starts = range(0, n, batch_size)
@@ -274,9 +281,9 @@ def iwae_bound(model, x: torch.Tensor, k: int, q=None, batch_size: int | None = 
     mu, logvar = _check_q(model, x, q, labels)
     n = x.shape[0]
     if batch_size is None:
-        batch_size = max(1, min(n, MAX_ROWS // min(k, MAX_ROWS)))
+        batch_size = max(1, min(n, _max_rows(model) // min(k, _max_rows(model))))
     batch_size = _positive_int(batch_size, "batch_size")
-    chunk = max(1, MAX_ROWS // batch_size)
+    chunk = max(1, _max_rows(model) // batch_size)
     result = torch.empty(n, dtype=DTYPE, device=mu.device)
     starts = range(0, n, batch_size)
     if progress:
@@ -410,7 +417,7 @@ def grid_log_joint(model, x: torch.Tensor, grid: LatentGrid, chunk: int = 4096,
         return table
     log_joint = vae_log_joint(model, labels) if vae else model
     if vae:
-        chunk = max(1, min(chunk, MAX_ROWS // n))  # every (point, image) pair is decoded
+        chunk = max(1, min(chunk, _max_rows(model) // n))  # every (point, image) pair is decoded
     for s in range(0, len(grid), chunk):
         z = points[s:s + chunk]
         values = log_joint(x, z[:, None, :].expand(z.shape[0], n, grid.dim))

@@ -77,11 +77,13 @@ def _device(model: nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def latent_codes(model: nn.Module, images: torch.Tensor, batch_size: int = 2000) -> torch.Tensor:
+def latent_codes(model: nn.Module, images: torch.Tensor, batch_size: int = 2000,
+                 labels: torch.Tensor | None = None) -> torch.Tensor:
     """The code of each image: the posterior mean mu of q_phi(z|x) for a VAE, z for an autoencoder.
 
-    ``images``: flat (N, 784) pixels. Returns an (N, latent_dim) tensor on the CPU, computed in
-    batches in eval mode (the mode is restored). Introduced in notebook 05.
+    ``images``: flat (N, 784) pixels; ``labels``: their labels, for a conditional VAE's q_phi(z|x, y)
+    (notebook 11). Returns an (N, latent_dim) tensor on the CPU, computed in batches in eval mode (the
+    mode is restored). Introduced in notebook 05.
     """
     _check_model(model)
     _check_images(images)
@@ -92,7 +94,7 @@ def latent_codes(model: nn.Module, images: torch.Tensor, batch_size: int = 2000)
     parts = []
     for start in range(0, len(images), batch_size):
         x = images[start : start + batch_size].to(device)
-        code = model.encode(x)
+        code = model.encode(x) if labels is None else model.encode(x, labels[start : start + batch_size].to(device))
         parts.append((code[0] if isinstance(model, VAEBase) else code).cpu())
     model.train(was_training)
     return torch.cat(parts)

@@ -496,6 +496,51 @@ class DiscretizedLogistic(Likelihood):
                              "do not dequantize or normalise the pixels")
 
 
+# --------------------------------------------------------------------------- 256-way categorical
+
+
+class Categorical(Likelihood):
+    """A free distribution over the 256 levels of each pixel: 256 logits per pixel, a softmax over them.
+
+    The most flexible factorised likelihood of 8-bit pixels (Tomczak's intro_dgm uses it, on 8 x 8 digits
+    with 17 levels): it assumes nothing about how the levels are ordered, so it must learn from data that
+    level 128 is close to 127. The price is its size: with the seed's MLP the last layer maps 400 hidden
+    units to 784 x 256 logits, 80 million weights, which is why notebook 09 cites its row from a benchmark
+    (``python -m benchmarks.categorical``). -ELBO is directly a bound on -log P(x) of the 8-bit image.
+    Notebook 09.
+    """
+
+    name = "categorical"
+    params_per_pixel = 256
+    measures = "levels"
+    caveat = "a free distribution of the 256 levels: 256 numbers per pixel, no change of scale"
+
+    def __repr__(self) -> str:
+        return "Categorical()"
+
+    def _log_probs(self, params):
+        return F.log_softmax(torch.stack(self.split(params), dim=-2), dim=-2)        # (..., 256, D)
+
+    def log_prob(self, params, x):
+        k = torch.round(x * 255).long().clamp(0, 255)
+        log_p = self._log_probs(params)
+        k = k.expand(*log_p.shape[:-2], k.shape[-1]) if k.ndim < log_p.ndim - 1 else k
+        return log_p.gather(-2, k.unsqueeze(-2)).squeeze(-2)
+
+    def mean(self, params):
+        levels = torch.arange(256, dtype=params.dtype, device=params.device)[:, None] / 255
+        return (self._log_probs(params).exp() * levels).sum(-2)
+
+    def sample(self, params, generator=None):
+        probs = self._log_probs(params).exp()                                         # (..., 256, D)
+        cumulative = probs.cumsum(-2)
+        u = _generator_rand((*probs.shape[:-2], 1, probs.shape[-1]), probs, generator)
+        return (cumulative < u).sum(-2).clamp(max=255).to(params.dtype) / 255
+
+    def check(self, x, name="x"):
+        DiscretizedLogistic.check(self, x, name)
+
+
 # --------------------------------------------------------------------------- discretized Gaussian
 
 
@@ -529,16 +574,23 @@ class DiscretizedGaussian(LearnedGaussian):
     measures = "levels"
     caveat = "a distribution of the 256 levels, from the Gaussian's CDF: its numbers need no change of scale"
 
+    def __init__(self, tails: bool = True):
+        super().__init__()
+        self.tails = bool(tails)
+
     def __repr__(self) -> str:
-        return "DiscretizedGaussian()"
+        return "DiscretizedGaussian()" if self.tails else "DiscretizedGaussian(tails=False)"
 
     def log_prob(self, params, x):
+        """log P(level) per pixel. With ``tails=False`` the end levels keep only their bins, [0, 1/256) and
+        [255/256, 1): the masses then sum to less than 1, exactly the probabilities of dequantization."""
         mu, log_sigma = self._mu_log_sigma(params)
         k = torch.round(x * 255)
         inv = torch.exp(-log_sigma)
-        inf = torch.full_like(k, math.inf)
-        lo = torch.where(k <= 0, -inf, (k / 256 - mu) * inv)
-        hi = torch.where(k >= 255, inf, ((k + 1) / 256 - mu) * inv)
+        lo, hi = (k / 256 - mu) * inv, ((k + 1) / 256 - mu) * inv
+        if self.tails:
+            lo = torch.where(k <= 0, torch.full_like(lo, -math.inf), lo)
+            hi = torch.where(k >= 255, torch.full_like(hi, math.inf), hi)
         return _log_normal_bin(lo, hi)
 
     def mean(self, params):
@@ -567,7 +619,7 @@ class DiscretizedGaussian(LearnedGaussian):
 LIKELIHOODS: dict[str, Likelihood] = {
     lik.name: lik
     for lik in (Bernoulli(), BinarizedBernoulli(), ContinuousBernoulli(), Gaussian(), LearnedGaussian(),
-                DiscretizedLogistic(), DiscretizedGaussian())
+                DiscretizedLogistic(), DiscretizedGaussian(), Categorical())
 }
 
 
@@ -582,6 +634,64 @@ def get_likelihood(likelihood: "Likelihood | str") -> Likelihood:
         return LIKELIHOODS[likelihood]
     raise ValueError(f"likelihood must be one of {tuple(LIKELIHOODS)} or a vae_lib.likelihoods.Likelihood, "
                      f"got {likelihood!r}")
+
+
+# --------------------------------------------------------------------------- what a likelihood makes of the 256 levels
+
+
+def level_masses(likelihood: "Likelihood | str", params: torch.Tensor) -> torch.Tensor:
+    """The probability each likelihood gives each of the 256 levels of one pixel: shape (..., 256), float64.
+
+    ``params``: the decoder's numbers for one pixel, shape (..., params_per_pixel). A likelihood of the
+    levels gives its own P(k). A density gives the mass of the dequantization bin [k/256, (k+1)/256),
+    from its CDF (so a Gaussian's masses sum to less than 1: it puts some outside [0, 1]). The seed's
+    Bernoulli on grey levels gives the integral of exp(-BCE) over the bin (they sum to 1 / C(lambda) <= 1/2),
+    and the binarized Bernoulli puts its two probabilities on levels 0 and 255. Notebook 09.
+    """
+    lik = get_likelihood(likelihood)
+    params = torch.as_tensor(params, dtype=torch.float64)
+    if params.ndim < 1 or params.shape[-1] != lik.params_per_pixel:
+        raise ValueError(f"params must end in the {lik.params_per_pixel} number(s) of one pixel for the {lik.name} "
+                         f"likelihood, got shape {tuple(params.shape)}")
+    k = torch.arange(256, dtype=torch.float64)
+    p = params.unsqueeze(-2).expand(*params.shape[:-1], 256, lik.params_per_pixel)
+    flat = p.transpose(-1, -2).reshape(*params.shape[:-1], lik.params_per_pixel * 256)   # blocks of 256, as a decoder
+    if lik.measures == "levels":
+        return lik.log_prob(flat, (k / 255).expand(*params.shape[:-1], 256)).exp()
+    if lik.name == BinarizedBernoulli.name:
+        one = torch.sigmoid(params[..., 0])
+        out = torch.zeros(*params.shape[:-1], 256, dtype=torch.float64)
+        out[..., 0], out[..., 255] = 1 - one, one
+        return out
+    lo, hi = (k / 256).expand(*params.shape[:-1], 256), ((k + 1) / 256).expand(*params.shape[:-1], 256)
+    if lik.name == Bernoulli.name:   # exp(-BCE) = continuous Bernoulli density / C(lambda)
+        cb = ContinuousBernoulli()
+        return (cb.cdf(flat, hi) - cb.cdf(flat, lo)) * torch.exp(-continuous_bernoulli_log_norm(flat))
+    return lik.cdf(flat, hi) - lik.cdf(flat, lo)
+
+
+def draw_level_masses(params_by_name: dict, ax=None):
+    """Plot :func:`level_masses` of several likelihoods for one pixel, on a log scale; returns the figure.
+
+    ``params_by_name`` maps a likelihood's name to the numbers of one pixel for it. Notebook 09.
+    """
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(9, 3.6))
+    else:
+        fig = ax.figure
+    for name, params in params_by_name.items():
+        mass = level_masses(name, torch.as_tensor(params, dtype=torch.float64)).clamp_min(1e-300)
+        style = {"marker": "o", "ls": "none", "ms": 5} if name == BinarizedBernoulli.name else {"lw": 1.4}
+        ax.plot(range(256), mass.log10().numpy(), label=f"{name} (sum {mass.sum():.3g})", **style)
+    ax.set_xlabel("pixel level k (0 = black, 255 = white)")
+    ax.set_ylabel("log10 P(level k)")
+    ax.set_ylim(-12, 0.5)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
 
 
 # --------------------------------------------------------------------------- notebook 09's explorer

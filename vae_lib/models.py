@@ -285,13 +285,13 @@ class GatedVAE(VAEBase):
 
 def model_kinds() -> dict[str, type]:
     """Every model kind ``build_model`` knows, by name: ``vae``, ``ae``, ``gated``, ``conv``, ``made``,
-    ``made-hidden``, ``cvae``."""
+    ``made-hidden``, ``cvae``, ``m2``."""
     from .autoregressive import MADEHiddenVAE, MADEVAE
-    from .conditional import ConditionalVAE
+    from .conditional import ConditionalVAE, SemiSupervisedVAE
     from .conv import ConvVAE
 
     return {"vae": VAE, "ae": AutoEncoder, "gated": GatedVAE, "conv": ConvVAE, "made": MADEVAE,
-            "made-hidden": MADEHiddenVAE, "cvae": ConditionalVAE}
+            "made-hidden": MADEHiddenVAE, "cvae": ConditionalVAE, "m2": SemiSupervisedVAE}
 
 
 def build_model(kind: str = "vae", latent_dim: int = 2, hidden_dim: int = 400,

@@ -35,7 +35,9 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 MATHJAX_CONFIG = "TeX-AMS-MML_HTMLorMML-full,Safe"
 #: Results in the repository that the home page links to, each made a page of the site (when present).
-RESULT_PAGES = {"benchmarks/results/cpu.md": "benchmarks-cpu.html",
+RESULT_PAGES = {"docs/results.md": "docs-results.html", "docs/performance.md": "docs-performance.html",
+                "docs/testing.md": "docs-testing.html", "docs/data.md": "docs-data.html",
+                "benchmarks/results/cpu.md": "benchmarks-cpu.html",
                 "benchmarks/results/cuda.md": "benchmarks-cuda.html",
                 "benchmarks/results/cpu-conv-widths.md": "benchmarks-cpu-conv-widths.html",
                 "benchmarks/results/cuda-conv-widths.md": "benchmarks-cuda-conv-widths.html",
@@ -75,13 +77,19 @@ def title_of(nb) -> str:
 # --------------------------------------------------------------------------- links
 
 
-def rewrite_links(markdown: str, notebook_names: set[str], from_readme: bool, extra_pages: dict[str, str]) -> str:
+def rewrite_links(markdown: str, notebook_names: set[str], from_readme: bool, extra_pages: dict[str, str],
+                  base: str = "") -> str:
     """Point a page's Markdown links at the site: notebooks to their pages, the README to the home page.
 
     ``extra_pages`` maps repository files that get a page of their own (e.g. benchmark results) to it.
+    ``base``: the folder of the page's source in the repository (``docs`` for ``docs/results.md``), against
+    which its relative links and images are resolved; every page of the site sits in the site's root.
     Links to folders or other repository files, which the site does not hold, keep their text and
     lose the link.
     """
+    if base:   # images: figures/ is copied to the site's root
+        markdown = re.sub(r"(\!\[[^\]]*\]\()([^)\s]+)\)",
+                          lambda m: m.group(1) + os.path.normpath(os.path.join(base, m.group(2))) + ")", markdown)
     def replace(match: re.Match) -> str:
         text, target = match.group(1), match.group(2)
         if re.match(r"^[a-z]+:", target) or target.startswith("#"):
@@ -93,6 +101,8 @@ def rewrite_links(markdown: str, notebook_names: set[str], from_readme: bool, ex
         if name == "README.md":
             return f"[{text}](index.html)"
         key = path.removeprefix("./") if from_readme else path
+        if base and path:
+            key = os.path.normpath(os.path.join(base, path))
         if key in extra_pages:
             return f"[{text}]({extra_pages[key]})"
         if key.startswith("figures/"):
@@ -305,7 +315,8 @@ def build(out: Path = SITE_DIR, only: list[str] | None = None, timeout: int = 90
         _write(exporter, _markdown_page(readme, "Variational Autoencoders, a course"), staging / "index.html",
                {"course": home_nav, "metadata": {"name": "Variational Autoencoders, a course"}})
         for source, page in extra_pages.items():
-            text = (REPO_ROOT / source).read_text(encoding="utf-8")
+            text = rewrite_links((REPO_ROOT / source).read_text(encoding="utf-8"), names, from_readme=False,
+                                 extra_pages=extra_pages, base=str(Path(source).parent))
             _write(exporter, _markdown_page(text, Path(source).name), staging / page,
                    {"course": home_nav | {"current": page}, "metadata": {"name": Path(source).name}})
         if out.exists():

@@ -85,12 +85,21 @@ def model_terms(model: nn.Module, x: torch.Tensor, likelihood: Likelihood | str 
     The KL is ``None`` for an autoencoder. ``likelihood`` defaults to the model's own. ``y``: the
     images' labels, used by conditional models. Introduced in notebook 10.
     """
-    lik = _resolve(model, likelihood)
+    rec, kl, _ = _terms(model, x, _resolve(model, likelihood), validate, y)
+    return rec, kl
+
+
+def _terms(model: nn.Module, x: torch.Tensor, lik: Likelihood, validate: bool, y: torch.Tensor | None):
+    """``model_terms`` and a third term the objective adds, per image (N,) or ``None``: a model with a
+    ``loss_terms(x, y, likelihood, validate)`` method defines all three itself (notebook 11's M2, whose
+    classifier term is part of its objective but not of its ELBO)."""
+    if hasattr(model, "loss_terms"):
+        return model.loss_terms(x, y, lik, validate=validate)
     if isinstance(model, AutoEncoder):
         params, _ = model(x)
-        return lik.nll(params, x, validate=validate), None
+        return lik.nll(params, x, validate=validate), None, None
     params, mu, logvar = model(x, y)
-    return lik.nll(params, x, validate=validate), gaussian_kl_per_dim(mu, logvar, validate=validate)
+    return lik.nll(params, x, validate=validate), gaussian_kl_per_dim(mu, logvar, validate=validate), None
 
 
 def model_loss(model: nn.Module, x: torch.Tensor, likelihood: Likelihood | str | None = None, beta: float = 1.0,
@@ -381,7 +390,7 @@ def fit(
             for step, (x, y) in enumerate(bar, 1):
                 try:
                     x = prepare(x)
-                    rec, kl = model_terms(model, x, lik, validate=False, y=y)
+                    rec, kl, extra = _terms(model, x, lik, False, y)
                     rec_sum = rec.sum()
                     kl_sum = rec_sum.new_zeros(()) if kl is None else kl.sum()
                     done = ((epoch - 1) * steps + step - 1) / total_steps      # share of the run before this step
@@ -393,7 +402,7 @@ def fit(
                         kl_term = capacity_kl(kl, capacity * done, capacity_gamma)
                     else:
                         kl_term = kl_sum if free_bits == 0 else free_bits_kl(kl, free_bits)
-                    objective = rec_sum + weight * kl_term
+                    objective = rec_sum + weight * kl_term + (0 if extra is None else extra.sum())
                     optimizer.zero_grad(set_to_none=True)
                     objective.backward()
                     optimizer.step()
