@@ -18,7 +18,8 @@ help:
 	@echo "make site    the course as a static website in site/ (executed notebooks, offline), then open site/index.html"
 	@echo "make site-test  check the built site in headless Chromium (no request may leave 127.0.0.1)"
 	@echo "make bench   training-speed benchmarks and every notebook timed under nbval (benchmarks/)"
-	@echo "make reproduce  the published VAE likelihood on Fashion-MNIST, reproduced (hours on a CPU; resumable)"
+	@echo "make reproduce  the published VAE likelihood on Fashion-MNIST, reproduced (hours on a CPU; resumable);"
+	@echo "                PRIOR=vamp: the same with the VampPrior"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -70,7 +71,7 @@ bench: setup
 	$(PY) -m benchmarks.run --course
 
 reproduce: setup
-	$(PY) -m benchmarks.reproduce
+	$(PY) -m benchmarks.reproduce $(if $(PRIOR),--prior $(PRIOR))
 
 clean:
 	rm -rf outputs site .pytest_cache

@@ -25,7 +25,7 @@ import torch
 
 from benchmarks.run import epoch_flops
 from vae_lib.checkpoints import TrainConfig, train_or_load
-from vae_lib.conv import ConvVAE, conv_vae_flops
+from vae_lib.models.conv import ConvVAE, conv_vae_flops
 from vae_lib.data import Split, dataset_name, load_data
 from vae_lib.utils import REPO_ROOT, describe_device, get_device
 

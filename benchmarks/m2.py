@@ -3,7 +3,7 @@
     python -m benchmarks.m2                         # 10 and 100 labels per class, 5 labelled sets each
     python -m benchmarks.m2 --budgets 10 --seeds 0 1 --epochs 1
 
-Notebook 11 trains M2 (``vae_lib.conditional.SemiSupervisedVAE``) for one labelled set only: every
+Notebook 11 trains M2 (``vae_lib.models.conditional.SemiSupervisedVAE``) for one labelled set only: every
 unlabelled image runs its decoder once per class, so one model takes about as long as the rest of the
 notebook. This command trains it, as the notebook does (latent 16, hidden 400, Adam 1e-3, batch 128,
 ``--epochs`` epochs, the split of ``semi_supervised_split``), for each labelled set that

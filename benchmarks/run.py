@@ -42,7 +42,7 @@ from pathlib import Path
 import torch
 import torchvision
 
-from vae_lib.conv import ConvVAE, conv_vae_flops
+from vae_lib.models.conv import ConvVAE, conv_vae_flops
 from vae_lib.data import dataset_name, load_data
 from vae_lib.losses import bernoulli_nll
 from vae_lib.models import VAE

@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from vae_lib.autoregressive import MADEHiddenVAE, MADEVAE, MaskedLinear, made_masks
+from vae_lib.models.made import MADEHiddenVAE, MADEVAE, MaskedLinear, made_masks
 from vae_lib.evaluation import importance_log_weights
 from vae_lib.likelihoods import binarize
-from vae_lib.models import build_model
+from vae_lib.registry import build_model
 from vae_lib.training import fit, model_loss
 from vae_lib.utils import set_seed
 

@@ -102,7 +102,7 @@ def test_cuda_graph_variant_trains_like_the_eager_course_step():
 
 def test_conv_layers_are_timed_with_their_training_flops():
     from benchmarks.run import conv_layer_ms
-    from vae_lib.conv import ConvVAE, conv_vae_flops
+    from vae_lib.models.conv import ConvVAE, conv_vae_flops
 
     model = ConvVAE(latent_dim=2, channels=4)
     rows = conv_layer_ms(model, torch.device("cpu"), batch=8)

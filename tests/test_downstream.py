@@ -5,7 +5,7 @@ import torch
 
 matplotlib.use("Agg")
 
-from vae_lib.conditional import ConditionalVAE  # noqa: E402
+from vae_lib.models.conditional import ConditionalVAE  # noqa: E402
 from vae_lib.data import Split  # noqa: E402
 from vae_lib.downstream import (  # noqa: E402
     Judge, JudgeConfig, LinearClassifier, NearestNeighbour, accuracy, class_shares, conditional_samples,

@@ -151,7 +151,7 @@ def test_iwae_bound_streams_the_same_draws_as_importance_log_weights():
 
 
 def test_iwae_bound_with_a_large_k_uses_chunks(monkeypatch):
-    import vae_lib.evaluation as evaluation
+    import vae_lib.evaluation.joint as evaluation
 
     monkeypatch.setattr(evaluation, "MAX_ROWS", 64)  # force many chunks of samples and of images
     x = observations(3)
@@ -183,7 +183,7 @@ def test_importance_sampling_on_a_vae_uses_its_encoder_unless_q_is_given():
 
 
 def test_float64_work_leaves_mps_for_the_cpu_and_cpu_generators_reproduce():
-    from vae_lib.evaluation import _work_device
+    from vae_lib.evaluation.joint import _work_device
 
     assert _work_device("mps") == torch.device("cpu") and _work_device("cpu") == torch.device("cpu")
     # float32 parameters of q are promoted; the same CPU generator state gives the same draws.
@@ -499,3 +499,59 @@ def test_eight_bit_bounds_add_the_change_of_scale_only_for_densities():
         assert (b["iwae"] <= b["elbo"] + 1e-9).all()
     with pytest.raises(ValueError, match="not a distribution of 8-bit images"):
         eight_bit_bounds(VAE(latent_dim=2, hidden_dim=16, likelihood="binarized-bernoulli"), x, 5)
+
+
+# --------------------------------------------------------------------------- the grid that adapts to the model
+
+
+def test_posterior_box_holds_every_posterior_and_steps_across_the_narrowest():
+    from vae_lib.evaluation import posterior_box
+
+    mu = torch.tensor([[0.0, 0.0], [6.0, -1.0]], dtype=F64)
+    logvar = torch.log(torch.tensor([[0.04, 1.0], [0.25, 0.0025]], dtype=F64))
+    span, step = posterior_box(mu, logvar)
+    assert span >= 6.0 + 8 * 0.5 and span * 4 == int(span * 4), "mean + 8 sd, rounded up to a quarter"
+    assert step == pytest.approx(1.5 * 0.05), "1.5 times the smallest posterior sd"
+    assert posterior_box(torch.zeros(1, 2), torch.zeros(1, 2)) == (8.0, 0.1), "a wide posterior: at most 0.1"
+
+
+def _blind_decoder_vae():
+    """A VAE whose decoder ignores z: its true posterior is the prior and log p(x) = log p(x|z) for any z."""
+    model = tiny_vae()
+    with torch.no_grad():
+        model.fc3.weight.zero_()
+    return model
+
+
+def test_adaptive_quadrature_grows_the_box_refines_the_step_and_matches_the_exact_value():
+    from vae_lib.evaluation import adaptive_quadrature
+
+    model = _blind_decoder_vae()
+    x = tiny_images(3)
+    with torch.no_grad():
+        exact = -bernoulli_nll(model.decode_logits(torch.zeros(3, 2)), x).double()
+    # the encoder's q is narrow but the true posterior is N(0, I): a strict edge test must grow the box
+    model.encode = lambda x, y=None: (torch.zeros(len(x), 2), torch.full((len(x), 2), -6.0))
+    result = adaptive_quadrature(model, x, tol=1e-3, edge_tol=1e-9)
+    assert result.enlargements >= 1 and result.marginal.edge_mass.max() <= 1e-9
+    assert torch.allclose(result.marginal.log_px, exact, atol=1e-3)
+    assert result.grid.steps % 4 == 1, "every other point is a grid of odd size too (notebook 07's exercise)"
+    coarse = LatentGrid(result.grid.span, (result.grid.steps + 1) // 2)
+    assert torch.allclose(log_marginal_grid(grid_log_joint(model, x, coarse), coarse).log_px,
+                          result.marginal.log_px_coarse, atol=1e-9)
+
+
+def test_adaptive_quadrature_halves_the_step_until_the_error_is_small_and_says_when_it_cannot():
+    from vae_lib.evaluation import adaptive_quadrature
+
+    model = tiny_vae()
+    x = tiny_images(2)
+    loose = adaptive_quadrature(model, x, tol=10.0)
+    tol = loose.marginal.error.max().item() / 4      # the first grid is not good enough for this one
+    tight = adaptive_quadrature(model, x, tol=tol)
+    assert loose.halvings == 0 and tight.halvings >= 1 and tight.marginal.error.max() <= tol
+    assert torch.allclose(tight.marginal.log_px, loose.marginal.log_px, atol=loose.marginal.error.max().item() + 1e-6)
+    with pytest.raises(ValueError, match="max_points"):
+        adaptive_quadrature(model, x, tol=1e-9, max_points=1_000)
+    with pytest.raises(ValueError, match="GB"):
+        adaptive_quadrature(model, x, max_table_bytes=1e5)

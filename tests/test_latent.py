@@ -54,7 +54,7 @@ def test_latent_codes_are_the_posterior_means_and_the_autoencoders_codes():
 
 
 def test_latent_codes_of_a_conditional_vae_read_each_images_label():
-    from vae_lib.conditional import ConditionalVAE
+    from vae_lib.models.conditional import ConditionalVAE
 
     torch.manual_seed(0)
     cvae, x, y = ConditionalVAE(latent_dim=2, hidden_dim=8, n_classes=3), images(7), torch.tensor([0, 1, 2, 0, 1, 2, 0])

@@ -6,7 +6,8 @@ import torch
 from vae_lib.losses import (
     LossTerms, bernoulli_nll, check_pixels, gaussian_kl, gaussian_nll, vae_loss,
 )
-from vae_lib.models import VAE, AutoEncoder, build_model, reparameterize
+from vae_lib.models import VAE, AutoEncoder, reparameterize
+from vae_lib.registry import build_model
 from seed_code import seed_namespace
 
 

@@ -4,6 +4,7 @@ The full protocol runs for hours (``make reproduce``); here its smoke protocol t
 Fashion-MNIST images for at most 4 epochs, is interrupted, resumes, and writes its results.
 """
 import json
+import math
 import os
 import signal
 
@@ -86,7 +87,7 @@ def test_smoke_run_is_interrupted_resumes_exactly_and_writes_its_results(tmp_pat
     expected = json.loads((straight / "reproduce_smoke.json").read_text())
 
     out, folder, log = tmp_path / "results", tmp_path / "state", tmp_path / "log.txt"
-    forward, calls = GatedVAE.forward, {"n": 0}
+    forward, calls = GatedVAE.encode, {"n": 0}
 
     def interrupting(self, x, y=None):
         calls["n"] += self.training
@@ -94,13 +95,13 @@ def test_smoke_run_is_interrupted_resumes_exactly_and_writes_its_results(tmp_pat
             os.kill(os.getpid(), signal.SIGINT)       # as Ctrl-C would: training stops after this step
         return forward(self, x, y)
 
-    monkeypatch.setattr(GatedVAE, "forward", interrupting)
+    monkeypatch.setattr(GatedVAE, "encode", interrupting)
     assert reproduce.run_protocol(reproduce.SMOKE, out, folder, "cpu", log) == 130
     state = torch.load(folder / "gated_vae_smoke.pt", weights_only=True)
     assert state["epoch"] == 1 and not state["done"] and len(state["val_loss"]) == 1
     assert not (out / "reproduce_smoke.json").exists()
 
-    monkeypatch.setattr(GatedVAE, "forward", forward)
+    monkeypatch.setattr(GatedVAE, "encode", forward)
     assert reproduce.run_protocol(reproduce.SMOKE, out, folder, "cpu", log) == 0
     assert "Resuming from" in log.read_text() and "1 epochs done" in log.read_text()
     report = json.loads((out / "reproduce_smoke.json").read_text())
@@ -126,3 +127,18 @@ def test_a_state_file_that_cannot_be_resumed_is_kept_not_overwritten(tmp_path, m
     assert (folder / "gated_vae_smoke_unusable_1.pt").read_bytes() == b"kept by an earlier run"
     assert "Cannot resume" in log.read_text() and "gated_vae_smoke_unusable_2.pt" in log.read_text()
     assert torch.load(folder / "gated_vae_smoke.pt", weights_only=True)["done"], "the new run saved its own state"
+
+
+def test_the_vampprior_run_has_its_own_files_and_the_papers_vampprior_number(tmp_path, monkeypatch):
+    monkeypatch.setenv("VAE_DATA_DIR", str(tmp_path / "data"))
+    out, folder = tmp_path / "results", tmp_path / "state"
+    assert reproduce.run_protocol(reproduce.SMOKE_VAMP, out, folder, "cpu", tmp_path / "log.txt") == 0
+    report = json.loads((out / "reproduce_vamp_smoke.json").read_text())
+    assert report["protocol"]["prior"] == "vamp" and report["paper_nll"] == 227.35
+    assert report["difference"] == pytest.approx(report["nll"] - 227.35) and math.isfinite(report["nll"])
+    state = torch.load(folder / "gated_vae_vamp_smoke.pt", weights_only=True)
+    assert state["model"]["prior.raw_inputs"].shape == (10, 784), "the pseudo-inputs are saved with the model"
+    assert "VampPrior (K = 10)" in (out / "reproduce_vamp_smoke.md").read_text()
+    assert not (out / "reproduce_smoke.json").exists() and not (folder / "gated_vae_smoke.pt").exists()
+    assert reproduce.FULL[1].prior == "vamp" and reproduce.FULL[1].components == reproduce.VAMP_COMPONENTS
+    assert reproduce.FULL[1].full and not reproduce.SMOKE_VAMP.full

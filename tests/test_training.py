@@ -153,8 +153,11 @@ def test_get_device(monkeypatch, capsys):
     assert get_device().type == "cpu"
     assert "Using device: cpu" in capsys.readouterr().out
     monkeypatch.delenv("VAE_DEVICE")
-    expected = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert get_device(verbose=False).type == expected
+    if not torch.cuda.is_available():   # Apple's MPS only when asked for, even where it exists
+        monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+        assert get_device(verbose=False).type == "cpu"
     monkeypatch.setenv("VAE_DEVICE", "gpu0")
     with pytest.raises(ValueError, match="VAE_DEVICE"):
         get_device()
@@ -172,13 +175,14 @@ def test_config_key_depends_on_every_field():
         other = TrainConfig(**{**CFG.to_dict(), **change})
         assert other.key() != CFG.key() and checkpoint_path(other) != checkpoint_path(CFG)
     for change in ({"channels": 16}, {"warmup_epochs": 3}, {"free_bits": 0.5}, {"labels_per_class": 5},
-                   {"labels_per_class": 5, "label_seed": 1}, {"cycles": 4}, {"capacity": 20.0, "capacity_gamma": 1.0}):
+                   {"labels_per_class": 5, "label_seed": 1}, {"cycles": 4}, {"capacity": 20.0, "capacity_gamma": 1.0},
+                   {"prior": "vamp", "prior_components": 50}, {"prior": "mog", "prior_components": 50}):
         assert TrainConfig(**{**CFG.to_dict(), **change}).key() != CFG.key()
     assert TrainConfig().to_dict() == {   # the seed's settings, on the course's default data set
         "dataset": "fashion-mnist", "model": "vae", "latent_dim": 2, "hidden_dim": 400, "epochs": 10, "batch_size": 128,
         "lr": 1e-3, "likelihood": "bernoulli", "beta": 1.0, "binarize": False, "seed": 0,
         "channels": 32, "warmup_epochs": 0, "free_bits": 0.0, "labels_per_class": 0, "label_seed": 0,
-        "cycles": 0, "capacity": 0.0, "capacity_gamma": 0.0}
+        "cycles": 0, "capacity": 0.0, "capacity_gamma": 0.0, "prior": "standard", "prior_components": 0, "prior_init": "random"}
 
 
 def test_fields_added_later_keep_the_existing_checkpoint_names():
@@ -408,13 +412,14 @@ def test_callback_stops_and_first_epoch_continues_the_warm_up():
 # --- nothing a learner trained is lost -------------------------------------------------------
 
 class _Interrupting(VAE):
-    """A VAE whose forward pass interrupts training at call ``at``: by raising, or by a real SIGINT."""
+    """A VAE whose encoder interrupts training at its call ``at`` in training mode (one call per step):
+    by raising, or by a real SIGINT."""
 
     def __init__(self, at, how):
         super().__init__(latent_dim=2, hidden_dim=16)
         self.at, self.how, self.calls = at, how, 0
 
-    def forward(self, x, y=None):
+    def encode(self, x, y=None):
         self.calls += self.training
         if self.training and self.calls == self.at:
             if self.how == "raise":
@@ -422,7 +427,7 @@ class _Interrupting(VAE):
             import os
             import signal
             os.kill(os.getpid(), signal.SIGINT)
-        return super().forward(x, y)
+        return super().encode(x, y)
 
 
 def _steps_recorded(model):
@@ -458,7 +463,7 @@ def test_an_interrupt_stops_at_the_end_of_a_step_and_keeps_the_work(how, capsys)
 
 def test_an_interrupted_run_is_not_saved(monkeypatch):
     calls = {"n": 0}
-    forward = VAE.forward
+    forward = VAE.encode
 
     def interrupting(self, x, y=None):
         calls["n"] += 1
@@ -466,7 +471,7 @@ def test_an_interrupted_run_is_not_saved(monkeypatch):
             raise KeyboardInterrupt
         return forward(self, x, y)
 
-    monkeypatch.setattr(VAE, "forward", interrupting)
+    monkeypatch.setattr(VAE, "encode", interrupting)
     logs = []
     model, history = train_or_load(CFG, make_split(64), progress=False, log=logs.append)
     assert history.interrupted and len(history) < CFG.epochs and isinstance(model, VAE)
@@ -521,10 +526,10 @@ class _Recorder(VAE):
         super().__init__(latent_dim=2, hidden_dim=8)
         self.seen = []
 
-    def forward(self, x, y=None):
+    def encode(self, x, y=None):
         if self.training:
             self.seen.append(x.detach().clone())
-        return super().forward(x, y)
+        return super().encode(x, y)
 
 
 def test_binarize_draws_a_fresh_binary_image_every_batch():
@@ -672,11 +677,17 @@ def test_fit_with_cycles_or_capacity_records_the_true_elbo_and_refuses_conflicti
     h = fit(VAE(latent_dim=2, hidden_dim=16), train, epochs=4, batch_size=32, cycles=2, progress=False)
     # 4 steps an epoch, 2 cycles of 8 steps, each ramping over its first 4: the weight of each epoch's last step
     assert h.beta == [0.75, 1.0, 0.75, 1.0]
-    assert all(abs(lo - (r + k)) < 1e-3 for lo, r, k in zip(h.train_loss, h.train_recon, h.train_kl))
+    assert h.train_objective[0] < h.train_loss[0] - 1e-3, "a weight below 1 makes the objective less than the -ELBO"
     set_seed(0)
     model = VAE(latent_dim=2, hidden_dim=16)
-    h = fit(model, train, epochs=3, batch_size=32, capacity=6.0, capacity_gamma=50.0, progress=False)
+    test = make_split(64, False)
+    h = fit(model, train, test, epochs=3, batch_size=32, capacity=6.0, capacity_gamma=50.0, progress=False)
     assert h.train_kl[-1] > 1.0, "capacity annealing should pull the KL up towards its target"
+    assert all(abs(o - lo) > 1.0 for o, lo in zip(h.train_objective, h.train_loss)), "the objective is not the -ELBO"
+    evals = torch.tensor([evaluate(model, test)["loss"] for _ in range(20)])   # one z per image: each is noisy
+    assert abs(h.test_loss[-1] - evals.mean()) < 4 * evals.std(), "the history records the -ELBO"
+    with pytest.raises(ValueError, match="beta=1"):
+        fit(VAE(latent_dim=2, hidden_dim=16), train, epochs=1, beta=0.5, capacity_gamma=1.0, progress=False)
     with pytest.raises(ValueError, match="choose one"):
         fit(VAE(latent_dim=2, hidden_dim=16), train, epochs=1, warmup_epochs=1, cycles=2, progress=False)
     with pytest.raises(ValueError, match="replaces the KL term"):

@@ -22,20 +22,26 @@ import torch
 import torch.nn as nn
 
 from .data import Split
-from .models import build_model
+from .labels import label_budget, semi_supervised_split
+from .registry import build_model
 from .training import History, fit
 from .utils import checkpoint_dir, set_seed
 
 FORMAT_VERSION = 2
+#: What of :mod:`vae_lib.priors` makes a model (not its pictures or the post-hoc fit).
+_PRIOR_CODE = ("_LOG_2PI", "PSEUDO_INPUT_MEAN", "PSEUDO_INPUT_STD", "_positive_int", "_check_generator", "log_normal",
+               "log_normal_pairs", "Prior", "StandardNormal", "MixturePrior", "MixtureOfGaussians", "VampPrior",
+               "PRIORS", "get_prior")
 #: The modules whose code decides what a trained model is: the data, the likelihoods, the loss, the
 #: training loop and the models' shared base; each kind of model adds the module that defines it. A
 #: change to their code (not to their comments or docstrings) changes :func:`code_fingerprint`, and
 #: checkpoints made before it are retrained.
 #: Of the data module only what shapes the data counts: the split and its batches, and how a split is
 #: loaded (not, say, the wording of its error messages).
-CODE_MODULES = {"data": ("Split", "load_split"), "likelihoods": None, "losses": None, "models": None, "training": None}
-KIND_MODULES = {"conv": ("conv",), "made": ("autoregressive",), "made-hidden": ("autoregressive",),
-                "cvae": ("conditional",), "m2": ("conditional",), "judge": ("downstream",)}
+CODE_MODULES = {"data": ("Split", "load_split"), "likelihoods": None, "losses": None, "priors": _PRIOR_CODE,
+                "models/base": None, "models/mlp": None, "training": None}
+KIND_MODULES = {"conv": ("models/conv",), "made": ("models/made",), "made-hidden": ("models/made",),
+                "cvae": ("models/conditional",), "m2": ("models/conditional",), "judge": ("downstream",)}
 #: The fields TrainConfig had when the first checkpoints were written. Fields added since enter a
 #: checkpoint's key only when they differ from their defaults, so existing names stay valid.
 _FIRST_FIELDS = ("dataset", "model", "latent_dim", "hidden_dim", "epochs", "batch_size", "lr", "likelihood",
@@ -46,13 +52,18 @@ def _code_without_docstrings(source: str, keep: tuple[str, ...] | None = None) -
     """The code of a module as a canonical string: no comments, docstrings, layout or drawing functions.
 
     Top-level functions named ``draw_*`` only draw figures, so they do not decide what a model is.
-    With ``keep``, only the top-level functions and classes of those names count.
+    With ``keep``, only the top-level functions, classes and assignments of those names count.
     """
     tree = ast.parse(source)
     tree.body = [node for node in tree.body if not (isinstance(node, ast.FunctionDef) and node.name.startswith("draw_"))]
     if keep is not None:
-        tree.body = [node for node in tree.body
-                     if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name in keep]
+        def kept(node) -> bool:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                return node.name in keep
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+            names = {t.id for target in targets for t in ast.walk(target) if isinstance(t, ast.Name)}
+            return bool(names) and names <= set(keep)
+        tree.body = [node for node in tree.body if kept(node)]
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
         if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
@@ -80,8 +91,8 @@ def code_fingerprint(kind: str = "vae", extra: tuple[str, ...] = ()) -> str:
 
 def config_fingerprint(config: "TrainConfig") -> str:
     """:func:`code_fingerprint` of the code that makes ``config``'s model: with ``labels_per_class``,
-    also the code that picks the labelled images (``downstream``)."""
-    return code_fingerprint(config.model, ("downstream",) if config.labels_per_class else ())
+    also the code that picks the labelled images (``labels``)."""
+    return code_fingerprint(config.model, ("labels",) if config.labels_per_class else ())
 
 
 class CheckpointError(RuntimeError):
@@ -114,8 +125,14 @@ class TrainConfig:
     cycles: int = 0                 # cyclical annealing of the KL weight (notebook 10)
     capacity: float = 0.0           # capacity annealing: the target KL rises to this many nats per image
     capacity_gamma: float = 0.0     # ... and the KL term is capacity_gamma * |KL - C| (0: off)
+    prior: str = "standard"         # p(z): "standard", "mog" or "vamp" (notebook 12; vae_lib.priors)
+    prior_components: int = 0       # K, the components of a mixture prior (0 for the standard normal)
+    prior_init: str = "random"      # a VampPrior's pseudo-inputs: "random" (N(0.05, 0.01^2)) or "data" (K images)
 
     def __post_init__(self):
+        if self.prior_init not in ("random", "data") or (self.prior_init == "data" and self.prior != "vamp"):
+            raise ValueError(f"prior_init must be 'random', or 'data' for the VampPrior (pseudo-inputs started at "
+                             f"training images); got {self.prior_init!r} with prior={self.prior!r}")
         if not isinstance(self.labels_per_class, int) or self.labels_per_class < 0:
             raise ValueError(f"labels_per_class must be 0 (the whole training split) or a positive number of "
                              f"images per class, not {self.labels_per_class!r}")
@@ -139,12 +156,14 @@ class TrainConfig:
         """A readable file name that ends in the configuration's :meth:`key`."""
         width = f"c{self.channels}" if self.model == "conv" else f"h{self.hidden_dim}"
         labels = f"_l{self.labels_per_class}s{self.label_seed}" if self.labels_per_class else ""
-        return f"{self.model}_{self.dataset}_z{self.latent_dim}_{width}_e{self.epochs}{labels}_{self.key()}.pt"
+        prior = f"_{self.prior}{self.prior_components}{'d' if self.prior_init == 'data' else ''}" \
+            if self.prior != "standard" else ""
+        return f"{self.model}_{self.dataset}_z{self.latent_dim}_{width}_e{self.epochs}{labels}{prior}_{self.key()}.pt"
 
     def build(self) -> nn.Module:
-        """A fresh, untrained model of this configuration (:func:`vae_lib.models.build_model`)."""
+        """A fresh, untrained model of this configuration (:func:`vae_lib.registry.build_model`)."""
         return build_model(self.model, self.latent_dim, self.hidden_dim, likelihood=self.likelihood,
-                           channels=self.channels)
+                           channels=self.channels, prior=self.prior, prior_components=self.prior_components)
 
 
 def checkpoint_path(config: TrainConfig, folder: str | Path | None = None) -> Path:
@@ -241,14 +260,12 @@ def train_or_load(
     trained with :func:`~vae_lib.training.fit` and saved.
 
     ``config.dataset`` must name the data set of ``train``. With ``config.labels_per_class`` the model
-    is trained on the labelled images that :func:`vae_lib.downstream.label_budget` picks from ``train``
+    is trained on the labelled images that :func:`vae_lib.labels.label_budget` picks from ``train``
     (notebook 11). A bad checkpoint is reported through ``log`` and retrained. Introduced in notebook 04.
     """
     if config.dataset != train.dataset:
         raise ValueError(f"config.dataset is {config.dataset!r} but the training split is {train.dataset!r}")
     if config.labels_per_class:
-        from .downstream import label_budget, semi_supervised_split
-
         budget = label_budget(train, config.labels_per_class, config.label_seed)
         # a semi-supervised model learns from every image, the others from the budget's labelled ones only
         train = semi_supervised_split(budget) if config.model == "m2" else budget.labelled
@@ -267,6 +284,8 @@ def train_or_load(
                 log(f"Cannot use the checkpoint, training again: {err}")
     set_seed(config.seed)
     model = config.build().to(device)
+    if config.prior_init == "data":
+        model.prior.start_from(train.images, torch.Generator().manual_seed(config.seed))
     history = fit(model, train, test, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
                   beta=config.beta, binarize=config.binarize, progress=progress,
                   warmup_epochs=config.warmup_epochs, free_bits=config.free_bits, cycles=config.cycles,

@@ -225,8 +225,9 @@ def _unpack_local_copies(raw_folder: Path, sources: list[Path]) -> None:
                 gz.unlink()
                 warnings.warn(
                     f"{gz} was truncated or corrupt ({type(err).__name__}: {err}), probably left by an interrupted "
-                    "download. It has been deleted; it is downloaded again now if this machine has internet. "
-                    "Otherwise put a good copy of the file there.", stacklevel=3)
+                    "download. It has been deleted; the next copy (Debian's package, or a download if this machine "
+                    "has internet) is tried now. Otherwise put a good copy of the file there.", stacklevel=3)
+                continue   # the next source may hold a good copy
             break
 
 

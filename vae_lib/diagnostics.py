@@ -17,6 +17,7 @@ Introduced in notebook 10.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -24,8 +25,8 @@ import torch
 import torch.nn as nn
 
 from .evaluation import LatentGrid, posterior_box
-from .losses import gaussian_kl_per_dim
 from .models import VAEBase
+from .priors import log_normal_pairs
 
 DTYPE = torch.float64
 _LOG_2PI = math.log(2 * math.pi)
@@ -74,10 +75,15 @@ def kl_per_dimension(model: nn.Module, images: torch.Tensor, labels: torch.Tenso
     """Mean over ``images`` of KL(q(z_j|x) || N(0, 1)) for each latent dimension j: shape (d,), nats.
 
     Summed over j it is the average KL term of the ELBO (the rate). A dimension whose KL is about 0
-    carries no information about x: its posterior is the prior for every image. Notebook 10.
+    carries no information about x: its posterior is the prior for every image. Only a factorised prior
+    splits the KL by dimension, so a model with another prior gets a ``ValueError``. Notebook 10.
     """
+    _check_vae(model)
+    if not model.prior.closed_form_kl:
+        raise ValueError(f"the {model.prior.name} prior does not split the KL by dimension; "
+                         "use elbo_surgery for its KL, or active_units for which units are used")
     mu, logvar = posterior_parameters(model, images, labels)
-    return gaussian_kl_per_dim(mu, logvar).mean(0)
+    return model.prior.kl(None, mu, logvar).mean(0)
 
 
 @dataclass
@@ -110,16 +116,6 @@ def active_units(model: nn.Module, images: torch.Tensor, threshold: float = ACTI
     return ActiveUnits(variance, active, int(active.sum()), float(threshold))
 
 
-def _log_q(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """log N(z; mu_m, diag exp(logvar_m)) for every z (S, d) against every component m: (S, M).
-
-    sum_j (z_j - mu_mj)^2 / v_mj expands into two matrix products, so no (S, M, d) tensor is formed.
-    """
-    inv = torch.exp(-logvar)
-    quad = (z * z) @ inv.T - 2 * z @ (mu * inv).T + (mu * mu * inv).sum(-1)[None]
-    return -0.5 * (quad + logvar.sum(-1)[None] + mu.shape[1] * _LOG_2PI)
-
-
 def log_aggregate_posterior(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
     """log q(z) of the aggregate posterior q(z) = (1/N) sum_n q(z|x_n), at points ``z`` (S, d): (S,).
 
@@ -131,7 +127,7 @@ def log_aggregate_posterior(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Ten
     z, mu, logvar = z.to(DTYPE), mu.to(DTYPE), logvar.to(DTYPE)
     out = torch.empty(z.shape[0], dtype=DTYPE)
     for s in range(0, z.shape[0], chunk):
-        out[s:s + chunk] = torch.logsumexp(_log_q(z[s:s + chunk], mu, logvar), dim=1) - math.log(mu.shape[0])
+        out[s:s + chunk] = torch.logsumexp(log_normal_pairs(z[s:s + chunk], mu, logvar), dim=1) - math.log(mu.shape[0])
     return out
 
 
@@ -140,10 +136,16 @@ def log_aggregate_posterior(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Ten
 AUTO_GRID_TOL, AUTO_GRID_POINTS = 1e-3, 1_000_000
 
 
-def _marginal_kl_by_quadrature(grid: LatentGrid, mu: torch.Tensor, logvar: torch.Tensor) -> tuple[float, float]:
+def _log_prior(model, z: torch.Tensor) -> torch.Tensor:
+    """log p(z) of the model's prior at float64 codes z (S, d), without gradients."""
+    with torch.no_grad():
+        return model.prior.log_prob(z).to(DTYPE)
+
+
+def _marginal_kl_by_quadrature(model, grid: LatentGrid, mu: torch.Tensor, logvar: torch.Tensor) -> tuple[float, float]:
     """KL(q(z) || p(z)) = sum_g h^d q(z_g) log(q(z_g) / p(z_g)) on ``grid``, and the change when the step doubles."""
     log_qz = log_aggregate_posterior(grid.points, mu, logvar)
-    log_pz = -0.5 * (grid.points ** 2 + _LOG_2PI).sum(-1)
+    log_pz = _log_prior(model, grid.points)
     integrand = (log_qz + math.log(grid.cell)).exp() * (log_qz - log_pz)   # q's mass on each cell, weighted
     fine = integrand.sum().item()
     coarse = integrand[grid.coarse_index()].sum().item() * 2 ** grid.dim   # every other point: step 2h
@@ -154,7 +156,8 @@ def _marginal_kl_by_quadrature(grid: LatentGrid, mu: torch.Tensor, logvar: torch
 class Surgery:
     """The average KL split into two parts, each with its Monte Carlo standard error (0 for quadrature).
 
-    ``average_kl``: (1/N) sum_n KL(q(z|x_n) || p(z)), closed form. ``mutual_information``: I_q(x; z),
+    ``average_kl``: (1/N) sum_n KL(q(z|x_n) || p(z)), in closed form for the standard normal
+    (``average_kl_se`` 0), else by Monte Carlo from the draws of I_q. ``mutual_information``: I_q(x; z),
     the information the code carries about which image it came from (at most log N).
     ``marginal_kl``: KL(q(z) || p(z)), how far the aggregate posterior is from the prior. The identity
     is average_kl = mutual_information + marginal_kl (Hoffman and Johnson, 2016). Notebook 10.
@@ -167,7 +170,7 @@ class Surgery:
     marginal_kl_se: float
     marginal_kl_method: str
     marginal_kl_error: float = 0.0   # quadrature only: the change when the grid's step is doubled
-
+    average_kl_se: float = 0.0       # 0 when average_kl is in closed form
 
     @property
     def total(self) -> float:
@@ -191,8 +194,10 @@ def elbo_surgery(model: nn.Module, images: torch.Tensor, n_samples: int = 2000, 
     * KL(q(z) || p(z)) = E_{q(z)}[log q(z) - log p(z)], from ``n_samples`` *other* draws of q(z), or,
       with a ``grid`` (a 2-D latent space), by quadrature: sum_g h^2 q(z_g) log(q(z_g) / p(z_g)).
       ``grid="auto"`` places the grid from the posteriors themselves: a box that holds every posterior
-      (:func:`vae_lib.evaluation.posterior_box`), and a step of 0.05 halved until the sum changes by
-      less than 0.001 nats, so that it suits the model in hand. The same sum on every other point (twice
+      and a step of 1.5 times the narrowest posterior's standard deviation
+      (:func:`vae_lib.evaluation.posterior_box`), at most 0.05, halved until the sum changes by less than
+      0.001 nats (with a warning if a million points do not get it there), so that it suits the model
+      in hand. The same sum on every other point (twice
       the step) gives ``marginal_kl_error``, the quadrature's error estimate.
 
     Neither part uses the closed-form KL, but their sum agreeing with it checks less than it seems: with
@@ -204,9 +209,9 @@ def elbo_surgery(model: nn.Module, images: torch.Tensor, n_samples: int = 2000, 
     n_samples = _positive_int(n_samples, "n_samples")
     if generator is not None and not isinstance(generator, torch.Generator):
         raise ValueError("generator must be a torch.Generator or None")
+    _check_vae(model)
     mu, logvar = posterior_parameters(model, images, labels)
     n, d = mu.shape
-    average_kl = gaussian_kl_per_dim(mu, logvar).sum(-1).mean().item()
 
     def draw():
         rows = torch.randint(0, n, (n_samples,), generator=generator)
@@ -217,24 +222,32 @@ def elbo_surgery(model: nn.Module, images: torch.Tensor, n_samples: int = 2000, 
     log_cond = -0.5 * (eps ** 2 + logvar[rows] + _LOG_2PI).sum(-1)      # log q(z | x_n) at its own draw
     info = log_cond - log_aggregate_posterior(z, mu, logvar)
     mi, mi_se = info.mean().item(), (info.std() / math.sqrt(n_samples)).item()
+    if model.prior.closed_form_kl:
+        average_kl, average_kl_se = model.prior.kl(None, mu, logvar).sum(-1).mean().item(), 0.0
+    else:   # E_n E_q[log q(z|x_n) - log p(z)] from the same draws
+        rate = log_cond - _log_prior(model, z)
+        average_kl, average_kl_se = rate.mean().item(), (rate.std() / math.sqrt(n_samples)).item()
     if grid is None:
         _, z2, _ = draw()
-        log_prior = -0.5 * (z2 ** 2 + _LOG_2PI).sum(-1)
-        values = log_aggregate_posterior(z2, mu, logvar) - log_prior
+        values = log_aggregate_posterior(z2, mu, logvar) - _log_prior(model, z2)
         marginal, marginal_se, method = values.mean().item(), (values.std() / math.sqrt(n_samples)).item(), "Monte Carlo"
     else:
         auto = isinstance(grid, str) and grid == "auto" and d == 2
         if auto:   # the posteriors' box; a step that halves until the sum no longer moves
-            span, _ = posterior_box(mu, logvar)
-            grid = LatentGrid(span, 2 * math.ceil(span / 0.05) + 1)
+            span, step = posterior_box(mu, logvar)
+            grid = LatentGrid(span, 2 * math.ceil(span / min(0.05, step)) + 1)
         if not isinstance(grid, LatentGrid) or grid.dim != d:
             raise ValueError(f"grid must be a LatentGrid in the model's {d} latent dimensions (or 'auto' for d = 2)")
         while True:
-            marginal, error = _marginal_kl_by_quadrature(grid, mu, logvar)
+            marginal, error = _marginal_kl_by_quadrature(model, grid, mu, logvar)
+            if auto and error >= AUTO_GRID_TOL and len(grid) * 4 > AUTO_GRID_POINTS:
+                warnings.warn(f"elbo_surgery stopped refining its grid at {grid.steps} x {grid.steps} points with an "
+                              f"error estimate of {error:.2g} nats, above {AUTO_GRID_TOL}: marginal_kl_error says "
+                              "how far to trust KL(q(z) || p(z))", stacklevel=2)
             if not auto or error < AUTO_GRID_TOL or len(grid) * 4 > AUTO_GRID_POINTS:
-                return Surgery(average_kl, mi, mi_se, marginal, 0.0, "quadrature", error)
+                return Surgery(average_kl, mi, mi_se, marginal, 0.0, "quadrature", error, average_kl_se)
             grid = LatentGrid(grid.span, 2 * grid.steps - 1)
-    return Surgery(average_kl, mi, mi_se, marginal, marginal_se, method)
+    return Surgery(average_kl, mi, mi_se, marginal, marginal_se, method, 0.0, average_kl_se)
 
 
 def draw_kl_per_dimension(results: Mapping[float, torch.Tensor], value: float, what: str = "free bits λ",

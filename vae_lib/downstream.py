@@ -2,8 +2,8 @@
 
 * :class:`Judge` and :func:`train_or_load_judge`: a small classifier trained once on the real
   training images and cached like the models; it labels generated images.
-* :func:`label_budget`: the labelled images a few-label experiment may use (n per class) and the
-  rest *without* their labels, so that no method can see more labels than the budget.
+* :func:`~vae_lib.labels.label_budget` (in :mod:`vae_lib.labels`, re-exported here): the labelled
+  images a few-label experiment may use (n per class) and the rest *without* their labels.
 * :class:`LinearClassifier` (:func:`fit_linear_classifier`) and :class:`NearestNeighbour`: the two
   classifiers of the few-label comparison, each used on pixels and on a VAE's codes (Kingma et
   al.'s M1) alike.
@@ -23,21 +23,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .data import INPUT_DIM, Split
+from .labels import Budget, _labelled, _positive_int, label_budget, semi_supervised_split  # noqa: F401 (re-exported)
 from .utils import checkpoint_dir, set_seed
-
-
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
-
-
-def _labelled(split: Split, what: str) -> torch.Tensor:
-    if not isinstance(split, Split):
-        raise ValueError(f"{what} must be a vae_lib Split, got {type(split).__name__}")
-    if split.labels is None:
-        raise ValueError(f"{what} has no labels; this needs labelled images")
-    return split.labels
 
 
 # --------------------------------------------------------------------------- the judge
@@ -57,6 +44,20 @@ class Judge(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Class logits for flat images (N, 784)."""
         return self.net(x)
+
+    @torch.no_grad()
+    def features(self, images: torch.Tensor, batch_size: int = 4000) -> torch.Tensor:
+        """The judge's hidden layer (after its ReLU) for flat images (N, 784): (N, hidden_dim), float64 on the
+        CPU, in eval mode. Notebook 12 measures samples in this space (a Fréchet distance)."""
+        if not isinstance(images, torch.Tensor) or images.ndim != 2 or images.shape[1] != INPUT_DIM:
+            raise ValueError(f"images must have shape (N, {INPUT_DIM})")
+        was_training = self.training
+        self.eval()
+        device = next(self.parameters()).device
+        out = torch.cat([self.net[:2](images[s:s + batch_size].to(device)).cpu().double()
+                         for s in range(0, len(images), batch_size)])
+        self.train(was_training)
+        return out
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor, batch_size: int = 4000) -> torch.Tensor:
@@ -154,61 +155,7 @@ def class_shares(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
     return torch.bincount(labels.cpu(), minlength=n_classes).double() / len(labels)
 
 
-# --------------------------------------------------------------------------- few labels
-
-
-@dataclass
-class Budget:
-    """A few-label experiment's data: ``labelled`` (n images per class, with labels), ``unlabelled``
-    (every other training image, its labels removed) and the row numbers ``index`` of the labelled ones
-    in the training split. Notebook 11."""
-
-    labelled: Split
-    unlabelled: Split
-    index: torch.Tensor
-    per_class: int
-
-
-def label_budget(train: Split, per_class: int, seed: int = 0) -> Budget:
-    """Pick ``per_class`` labelled training images of every class at random (``seed``); hide the rest's labels.
-
-    Every method of a few-label comparison gets the :class:`Budget`: its ``labelled`` split holds all
-    the labels it may use, and its ``unlabelled`` split has ``labels=None``, so that a method that
-    learns from unlabelled images cannot see their labels even by accident. Notebook 11.
-    """
-    labels = _labelled(train, "train")
-    per_class = _positive_int(per_class, "per_class")
-    generator = torch.Generator().manual_seed(seed)
-    chosen = []
-    for k in range(len(train.classes)):
-        rows = (labels == k).nonzero().flatten().cpu()
-        if len(rows) < per_class:
-            raise ValueError(f"class {k} has only {len(rows)} images; cannot take {per_class}")
-        chosen.append(rows[torch.randperm(len(rows), generator=generator)[:per_class]])
-    index = torch.cat(chosen).sort().values.to(train.device)
-    mask = torch.ones(len(train), dtype=torch.bool, device=train.device)
-    mask[index] = False
-    unlabelled = Split(train.images[mask], None, train.classes, train.dataset, train.train)
-    return Budget(train.subset(index), unlabelled, index, per_class)
-
-
-def semi_supervised_split(budget: Budget, labelled_share: float = 0.1) -> Split:
-    """Every training image of ``budget`` in one split for a semi-supervised model (notebook 11's M2).
-
-    The unlabelled images keep no label: they get -1. The labelled ones keep theirs and are repeated,
-    whole copies, until they make about ``labelled_share`` of the split, so that a batch holds a few of
-    them and the classifier term is trained every step (Kingma et al. and Pyro's SS-VAE interleave
-    labelled and unlabelled batches for the same reason). The labels the model can see are exactly
-    the budget's. Notebook 11.
-    """
-    if not (isinstance(labelled_share, (int, float)) and 0 < labelled_share < 1):
-        raise ValueError(f"labelled_share must lie strictly between 0 and 1, got {labelled_share!r}")
-    n_l, n_u = len(budget.labelled), len(budget.unlabelled)
-    copies = max(1, round(labelled_share * n_u / ((1 - labelled_share) * n_l)))
-    images = torch.cat([budget.labelled.images.repeat(copies, 1), budget.unlabelled.images])
-    labels = torch.cat([budget.labelled.labels.repeat(copies),
-                        torch.full((n_u,), -1, dtype=torch.int64, device=images.device)])
-    return Split(images, labels, budget.labelled.classes, budget.labelled.dataset, True)
+# --------------------------------------------------------------------------- few labels: see vae_lib.labels
 
 
 class LinearClassifier:

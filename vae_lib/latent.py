@@ -20,6 +20,7 @@ import torch.nn as nn
 from .data import INPUT_DIM
 from .models import AutoEncoder, VAEBase
 from .plots import image_grid
+from .priors import StandardNormal
 
 #: The radii (in standard deviations) of the prior's contours that the plots draw.
 PRIOR_RADII = (1.0, 2.0, 3.0)
@@ -285,10 +286,15 @@ def plot_manifold(model: nn.Module, n: int = 20, ax=None, title: str | None = No
     """Decode the n x n :func:`quantile_grid` of the prior and tile the images. Returns the axes.
 
     The tick labels give the z value of a few rows and columns; z_2 grows upwards. The model
-    must have a 2-D latent space. Introduced in notebook 05.
+    must have a 2-D latent space and the standard normal prior (whose quantiles these are; a learned
+    prior gets a ``ValueError``). Introduced in notebook 05.
     """
     _check_model(model, latent_dim=2)
     _positive_int(n, "n", minimum=2)
+    prior = getattr(model, "prior", None)
+    if prior is not None and not isinstance(prior, StandardNormal):
+        raise ValueError(f"plot_manifold tiles the quantiles of N(0, I), but this model's prior is {prior.name!r}; "
+                         "draw it with vae_lib.priors.draw_prior_density, or decode its samples")
     values, z = quantile_grid(n)
     images = decode(model, z)
     if ax is None:

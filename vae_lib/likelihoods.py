@@ -120,7 +120,7 @@ class Likelihood:
     """A decoder distribution p_theta(x|z), factorised over pixels. Subclasses fill in the formulas.
 
     ``name``: its key in :data:`LIKELIHOODS`. ``params_per_pixel``: how many numbers the decoder
-    outputs per pixel. ``measures``: ``"levels"``, ``"density"`` or ``None`` (see the module's
+    outputs per pixel. ``measures``: ``"levels"``, ``"density"``, ``"subdensity"`` or ``None`` (see the module's
     docstring). ``caveat``: one line on what its numbers are not. Introduced in notebook 09.
     """
 
@@ -194,7 +194,7 @@ def _check_in_unit_interval(x, name: str, likelihood: str) -> None:
         raise ValueError(
             f"{name} has values in [{x.min().item():.3g}, {x.max().item():.3g}], but the {likelihood} likelihood "
             "needs pixel intensities in [0, 1]; divide raw 0-255 pixels by 255 (and do not normalise "
-            "them to mean 0), or use likelihood='gaussian'"
+            "them to mean 0)"
         )
 
 
@@ -333,13 +333,21 @@ class ContinuousBernoulli(Likelihood):
 # --------------------------------------------------------------------------- Gaussians
 
 
+def _check_levels(x, name: str, likelihood: str) -> None:
+    """``ValueError`` unless ``x`` holds 8-bit levels k / 255: what the likelihoods of the 256 levels score."""
+    _check_in_unit_interval(x, name, likelihood)
+    if x.numel() and ((x * 255 - torch.round(x * 255)).abs() > 1e-3).any():
+        raise ValueError(f"{name} must hold 8-bit levels k / 255 for the {likelihood} likelihood; "
+                         "do not dequantize or normalise the pixels")
+
+
 class Gaussian(Likelihood):
     """p(x_i | z) = N(mu_i, sigma^2) with a fixed sigma (the seed's "MSE": sigma = 1), mu = sigmoid(a).
 
     -log p = ||x - mu||^2 / (2 sigma^2) + D log sigma + D/2 log(2 pi): with the constants, a true
     density on the reals. The mean comes through a sigmoid, as the seed's decoder ends in one.
     Trains on dequantized pixels (:func:`dequantize`), the data its bound on 8-bit images is computed
-    on, like every density of the course. Notebooks 04 and 09.
+    on, like every density of the course: so ``fit`` needs 8-bit pixels k / 255 in [0, 1]. Notebooks 04 and 09.
     """
 
     name = "gaussian"
@@ -490,10 +498,7 @@ class DiscretizedLogistic(Likelihood):
         return torch.round(y * 255).clamp(0, 255) / 255
 
     def check(self, x, name="x"):
-        _check_in_unit_interval(x, name, "discretized logistic")
-        if x.numel() and ((x * 255 - torch.round(x * 255)).abs() > 1e-3).any():
-            raise ValueError(f"{name} must hold 8-bit levels k / 255 for the discretized logistic; "
-                             "do not dequantize or normalise the pixels")
+        _check_levels(x, name, self.name.replace("-", " "))
 
 
 # --------------------------------------------------------------------------- 256-way categorical
@@ -538,7 +543,7 @@ class Categorical(Likelihood):
         return (cumulative < u).sum(-2).clamp(max=255).to(params.dtype) / 255
 
     def check(self, x, name="x"):
-        DiscretizedLogistic.check(self, x, name)
+        _check_levels(x, name, self.name.replace("-", " "))
 
 
 # --------------------------------------------------------------------------- discretized Gaussian
@@ -607,7 +612,7 @@ class DiscretizedGaussian(LearnedGaussian):
         return (torch.floor(super().sample(params, generator) * 256).clamp(0, 255) / 255)
 
     def check(self, x, name="x"):
-        DiscretizedLogistic.check(self, x, name)
+        _check_levels(x, name, self.name.replace("-", " "))
 
     def prepare(self, x, generator=None):
         return x
@@ -653,14 +658,14 @@ def level_masses(likelihood: "Likelihood | str", params: torch.Tensor) -> torch.
     if params.ndim < 1 or params.shape[-1] != lik.params_per_pixel:
         raise ValueError(f"params must end in the {lik.params_per_pixel} number(s) of one pixel for the {lik.name} "
                          f"likelihood, got shape {tuple(params.shape)}")
-    k = torch.arange(256, dtype=torch.float64)
+    k = torch.arange(256, dtype=torch.float64, device=params.device)
     p = params.unsqueeze(-2).expand(*params.shape[:-1], 256, lik.params_per_pixel)
     flat = p.transpose(-1, -2).reshape(*params.shape[:-1], lik.params_per_pixel * 256)   # blocks of 256, as a decoder
     if lik.measures == "levels":
         return lik.log_prob(flat, (k / 255).expand(*params.shape[:-1], 256)).exp()
     if lik.name == BinarizedBernoulli.name:
         one = torch.sigmoid(params[..., 0])
-        out = torch.zeros(*params.shape[:-1], 256, dtype=torch.float64)
+        out = torch.zeros(*params.shape[:-1], 256, dtype=torch.float64, device=params.device)
         out[..., 0], out[..., 255] = 1 - one, one
         return out
     lo, hi = (k / 256).expand(*params.shape[:-1], 256), ((k + 1) / 256).expand(*params.shape[:-1], 256)

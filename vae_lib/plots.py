@@ -8,7 +8,6 @@ import torch
 from torchvision.utils import make_grid
 
 from .data import INPUT_DIM, as_images
-from .training import History
 from .utils import figures_dir
 
 
@@ -36,7 +35,7 @@ def show_images(images: torch.Tensor, nrow: int = 8, title: str | None = None, a
     return ax
 
 
-def plot_history(history: History, axes=None):
+def plot_history(history, axes=None):
     """Plot the negative ELBO, reconstruction and KL terms per epoch, train and test.
 
     Returns the figure. Introduced in notebook 04.

@@ -41,7 +41,9 @@ RESULT_PAGES = {"docs/results.md": "docs-results.html", "docs/performance.md": "
                 "benchmarks/results/cuda.md": "benchmarks-cuda.html",
                 "benchmarks/results/cpu-conv-widths.md": "benchmarks-cpu-conv-widths.html",
                 "benchmarks/results/cuda-conv-widths.md": "benchmarks-cuda-conv-widths.html",
-                "benchmarks/results/reproduce.md": "benchmarks-reproduce.html"}
+                "benchmarks/results/reproduce.md": "benchmarks-reproduce.html",
+                "benchmarks/results/reproduce_vamp.md": "benchmarks-reproduce-vamp.html",
+                "benchmarks/results/cpu-priors.md": "benchmarks-cpu-priors.html"}
 EXPLORER_NOTE = ("Interactive in JupyterLab (<code>make lab</code>): there the controls above redraw this picture. "
                  "Here it shows the picture for their first values{values}.")
 

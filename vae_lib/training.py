@@ -19,8 +19,8 @@ from tqdm.auto import tqdm
 
 from .data import Split
 from .likelihoods import BinarizedBernoulli, Likelihood, binarize as binarize_pixels, get_likelihood
-from .losses import LossTerms, _reduce, gaussian_kl_per_dim
-from .models import AutoEncoder
+from .losses import LossTerms, _reduce
+from .models.mlp import AutoEncoder
 
 
 @dataclass
@@ -82,8 +82,9 @@ def model_terms(model: nn.Module, x: torch.Tensor, likelihood: Likelihood | str 
                 validate: bool = True, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One forward pass: the reconstruction term per image (N,) and the KL per image and dimension (N, d).
 
-    The KL is ``None`` for an autoencoder. ``likelihood`` defaults to the model's own. ``y``: the
-    images' labels, used by conditional models. Introduced in notebook 10.
+    The KL is ``None`` for an autoencoder. With a prior that has no closed-form KL (notebook 12) it is
+    the one-draw Monte Carlo estimate log q(z|x) - log p(z), one column (N, 1). ``likelihood`` defaults
+    to the model's own. ``y``: the images' labels, used by conditional models. Introduced in notebook 10.
     """
     rec, kl, _ = _terms(model, x, _resolve(model, likelihood), validate, y)
     return rec, kl
@@ -98,8 +99,11 @@ def _terms(model: nn.Module, x: torch.Tensor, lik: Likelihood, validate: bool, y
     if isinstance(model, AutoEncoder):
         params, _ = model(x)
         return lik.nll(params, x, validate=validate), None, None
-    params, mu, logvar = model(x, y)
-    return lik.nll(params, x, validate=validate), gaussian_kl_per_dim(mu, logvar, validate=validate), None
+    # forward's three steps, keeping the draw z for a prior whose KL has no closed form
+    mu, logvar = model.encode(x, y)
+    z = model.reparameterize(mu, logvar)
+    params = model.decode_logits(z, y, x)
+    return lik.nll(params, x, validate=validate), model.prior.kl(z, mu, logvar, validate=validate), None
 
 
 def model_loss(model: nn.Module, x: torch.Tensor, likelihood: Likelihood | str | None = None, beta: float = 1.0,
@@ -350,10 +354,15 @@ def fit(
     _check_capacity(capacity, capacity_gamma)
     if warmup_epochs and cycles:
         raise ValueError("warmup_epochs and cycles both set the KL weight's schedule: choose one")
-    if capacity_gamma and (warmup_epochs or cycles or free_bits):
-        raise ValueError("capacity annealing replaces the KL term: use it without warmup_epochs, cycles or free_bits")
+    if capacity_gamma and (warmup_epochs or cycles or free_bits or beta != 1):
+        raise ValueError("capacity annealing replaces the KL term, weighted by capacity_gamma: use it without "
+                         "warmup_epochs, cycles or free_bits, and with beta=1")
     if callback is not None and not callable(callback):
         raise ValueError("callback must be a function callback(epoch, history) or None")
+    prior = getattr(model, "prior", None)
+    if free_bits and prior is not None and not prior.closed_form_kl:
+        raise ValueError(f"free bits clamp the KL of each latent dimension, which the {prior.name} prior's Monte Carlo "
+                         "KL does not split into; use free_bits=0 with it")
     if getattr(model, "likelihood", lik) is not lik:
         model.likelihood = lik  # the decoder's outputs now mean what they were trained for
     if binarize:

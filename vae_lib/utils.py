@@ -28,18 +28,17 @@ def set_seed(seed: int = 0) -> None:
 
 
 def get_device(verbose: bool = True) -> torch.device:
-    """Pick the fastest available device: CUDA, then Apple's MPS, then the CPU.
+    """Pick the device: CUDA when PyTorch sees a GPU, else the CPU.
 
-    Set ``VAE_DEVICE`` (for example ``cpu``) to override. Prints the choice when ``verbose``.
-    Introduced in notebook 01.
+    Apple's MPS only when asked for (``VAE_DEVICE=mps``): the course has not been run on it, and MPS has
+    no float64, which the estimators need (they move that work to the CPU). Set ``VAE_DEVICE`` (for
+    example ``cpu``) to override. Prints the choice when ``verbose``. Introduced in notebook 01.
     """
     wanted = os.environ.get("VAE_DEVICE")
     if wanted:
         device = check_device(wanted, "VAE_DEVICE")
     elif torch.cuda.is_available():
         device = torch.device("cuda")
-    elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        device = torch.device("mps")
     else:
         device = torch.device("cpu")
     if verbose:

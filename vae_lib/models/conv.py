@@ -11,9 +11,9 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .data import IMAGE_SHAPE, INPUT_DIM
-from .likelihoods import Likelihood
-from .models import VAEBase, _check_sizes, check_input
+from ..data import IMAGE_SHAPE, INPUT_DIM
+from ..likelihoods import Likelihood
+from .base import VAEBase, _check_sizes, check_input
 
 KERNEL, STRIDE, PADDING = 4, 2, 1
 

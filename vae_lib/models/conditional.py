@@ -13,9 +13,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .data import INPUT_DIM
-from .likelihoods import Likelihood
-from .models import VAEBase, _check_sizes, _SeedDecoder, check_input
+from ..data import INPUT_DIM
+from ..likelihoods import Likelihood
+from ..losses import gaussian_kl_per_dim
+from .base import VAEBase, _check_sizes, check_input
+from .mlp import _SeedDecoder
 
 
 class ConditionalVAE(_SeedDecoder, VAEBase):
@@ -115,8 +117,6 @@ class SemiSupervisedVAE(ConditionalVAE):
 
         Labels ``y`` of -1 mark unlabelled images; their terms are expectations under q(y|x).
         """
-        from .losses import gaussian_kl_per_dim
-
         n, k = x.shape[0], self.n_classes
         if not isinstance(y, torch.Tensor) or y.shape != (n,) or y.is_floating_point():
             raise ValueError("SemiSupervisedVAE needs one integer label per image, -1 for an unlabelled one")

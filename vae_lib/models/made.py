@@ -12,9 +12,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .data import INPUT_DIM
-from .likelihoods import Likelihood
-from .models import VAEBase, _check_n, _check_sizes, check_input
+from ..data import INPUT_DIM
+from ..likelihoods import Likelihood
+from .base import VAEBase, _check_n, _check_sizes, check_input
 
 
 def made_masks(input_dim: int, hidden_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
