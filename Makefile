@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # Seconds a single notebook cell may run under nbval before the test fails.
 CELL_TIMEOUT ?= 600
 
-.PHONY: setup lab lint test rehearsal unit browser notebooks course site site-test bench reproduce clean help
+.PHONY: setup lab lint test rehearsal unit browser notebooks course student site site-test bench reproduce clean help
 
 help:
 	@echo "make setup   create .venv and install the course (pip install -e '.[test]')"
@@ -15,6 +15,7 @@ help:
 	@echo "make rehearsal  every notebook under nbval on mnist-5k, 5,000 real MNIST digits (no download), every check on"
 	@echo "make browser only the browser tests (notebooks in JupyterLab, sliders moved in Chromium)"
 	@echo "make course  execute every notebook headless and refresh figures/"
+	@echo "make student the notebooks without their solutions, in student/ (for a class to try the exercises first)"
 	@echo "make site    the course as a static website in site/ (executed notebooks, offline), then open site/index.html"
 	@echo "make site-test  check the built site in headless Chromium (no request may leave 127.0.0.1)"
 	@echo "make bench   training-speed benchmarks and every notebook timed under nbval (benchmarks/)"
@@ -60,6 +61,10 @@ notebooks: setup
 course: setup
 	$(PY) -m vae_lib.course
 
+# The notebooks without their solution cells (tagged `solution`), in student/, for a class to try first.
+student: setup
+	$(PY) -m vae_lib.student
+
 # JOBS=n: notebooks executed at once (default: one per CPU core, at most 4).
 site: setup
 	$(PY) -m vae_lib.site $(if $(JOBS),--jobs $(JOBS))
@@ -74,4 +79,4 @@ reproduce: setup
 	$(PY) -m benchmarks.reproduce $(if $(PRIOR),--prior $(PRIOR))
 
 clean:
-	rm -rf outputs site .pytest_cache
+	rm -rf outputs site student .pytest_cache

@@ -3,7 +3,8 @@
 For each page (the home page and every notebook page): it loaded with no failed request and no
 console error; its math was typeset by the local MathJax (no raw LaTeX delimiters left in its text,
 no MathJax error); every image has loaded (natural width > 0); every internal link resolves to a
-page of the site (and an anchor, to an element of it); and a notebook's page shows its summary.
+page of the site (and an anchor, to an element of it), and every outside link is a reference of
+``docs/references.bib``; and a notebook's page shows its summary.
 ``tests/test_site.py`` runs :func:`check_site` on the built site and on broken copies of it.
 """
 from __future__ import annotations
@@ -143,9 +144,34 @@ def _ids_of(path: Path) -> frozenset:
     return frozenset(re.findall(r'\bid="([^"]+)"', path.read_text(encoding="utf-8", errors="replace")))
 
 
+#: The course's bibliography: the one kind of page outside the site that a page may link to.
+REFERENCES = Path(__file__).resolve().parents[1] / "docs" / "references.bib"
+
+
+@functools.lru_cache(maxsize=None)
+def _bibliography() -> str:
+    return REFERENCES.read_text(encoding="utf-8") if REFERENCES.is_file() else ""
+
+
+def is_reference(href: str) -> bool:
+    """Whether an outside link points at a work of ``docs/references.bib`` (its arXiv id, DOI or URL)."""
+    if not href.startswith(("https://", "http://")):
+        return False
+    bib = _bibliography()
+    arxiv = re.match(r"https?://arxiv\.org/abs/([^v?#]+)", href)
+    if arxiv:
+        return arxiv.group(1) in bib
+    doi = re.match(r"https?://(?:dx\.)?doi\.org/(.+)", href)
+    if doi:
+        return doi.group(1).lower() in bib.lower()
+    return href in bib
+
+
 def _check_link(href: str, page: str, folder: Path, ids_here: list[str]) -> str | None:
     if re.match(r"^[a-z]+:", href) and not href.startswith(("http://127.0.0.1", "file:")):
-        return None if href.startswith(("mailto:", "data:")) else f"link leaves the site: {href}"
+        if href.startswith(("mailto:", "data:")) or is_reference(href):
+            return None      # a link is not a request: a reader may follow a reference, the page loads nothing
+        return f"link leaves the site and is no reference of docs/references.bib: {href}"
     target, anchor = urldefrag(urljoin(f"http://site/{page}", href))
     path = urlparse(target).path.lstrip("/")
     if not path:

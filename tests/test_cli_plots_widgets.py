@@ -11,7 +11,7 @@ from pathlib import Path
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from vae_lib.plots import image_grid, plot_history, save_figure, show_images  # noqa: E402
+from vae_lib.plots import image_grid, name_classes, plot_history, save_figure, show_images  # noqa: E402
 from vae_lib.train import main, parse_args  # noqa: E402
 from vae_lib.training import History  # noqa: E402
 from vae_lib.widgets import slider_explorer  # noqa: E402
@@ -196,3 +196,15 @@ def test_cli_ctrl_c_outside_a_step_says_where_it_was(tmp_path, monkeypatch, caps
     monkeypatch.setattr("vae_lib.train.fit", second_ctrl_c)
     assert main(args) == 130
     assert capsys.readouterr().err.strip() == "interrupted while training, 1 of 3 epochs completed; no samples saved"
+
+
+def test_name_classes_puts_each_name_at_its_median_and_rejects_bad_input():
+    _, ax = plt.subplots()
+    points = torch.tensor([[0.0, 0.0], [2.0, 2.0], [4.0, 4.0], [10.0, -1.0], [12.0, -3.0]])
+    texts = name_classes(ax, points, torch.tensor([0, 0, 0, 2, 2]), ["a", "b", "c"])
+    assert [(t.get_text(), t.get_position()) for t in texts] == [("a", (2.0, 2.0)), ("c", (11.0, -2.0))]
+    with pytest.raises(ValueError, match=r"\(N, 2\)"):
+        name_classes(ax, torch.zeros(5, 3), torch.zeros(5, dtype=torch.long), ["a"])
+    with pytest.raises(ValueError, match="index the 2 class names"):
+        name_classes(ax, points, torch.tensor([0, 1, 2, 0, 0]), ["a", "b"])
+    plt.close("all")

@@ -196,6 +196,19 @@ def test_plot_latent_scatter_colours_by_class_and_names_them():
     assert sum(len(c.get_offsets()) for c in ax.collections) == 10 and ax.get_legend() is None
 
 
+def test_plot_latent_scatter_writes_each_class_name_on_its_cloud():
+    """Not by colour alone: each class's name sits at the median of its codes."""
+    lab = labels(30)
+    codes = torch.randn(30, 2) + 10.0 * torch.stack([lab.float(), -lab.float()], 1)   # classes far apart
+    ax = plot_latent_scatter(codes, lab, CLASSES, max_points=None)
+    placed = {t.get_text(): t.get_position() for t in ax.texts}
+    assert set(placed) == set(CLASSES)
+    for k, name in enumerate(CLASSES):
+        median = codes[lab == k].median(0).values     # torch's median of an even count is the lower one
+        assert torch.allclose(torch.tensor(placed[name], dtype=torch.float32), median, atol=1.5)
+    assert not plot_latent_scatter(codes, lab, CLASSES, names=False).texts
+
+
 def test_plot_latent_scatter_rejects_bad_input():
     codes = torch.randn(6, 2)
     with pytest.raises(ValueError, match=r"\(N, 2\)"):

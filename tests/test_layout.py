@@ -8,7 +8,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "vae_lib"
 #: The layers from the bottom: a module may import its own layer's modules and those of lower layers only.
 LAYERS = [
-    {"utils", "course", "widgets"},
+    {"utils", "course", "widgets", "student"},
     {"data", "expected", "site"},
     {"likelihoods", "plots", "labels"},
     {"losses"},

@@ -144,3 +144,55 @@ def test_notebooks_run_two_at_a_time_and_a_failing_one_stops_the_build(tmp_path,
     bad = notebook("03_bad.ipynb", "1 / 0")
     with pytest.raises(Exception, match="ZeroDivisionError"):
         execute_many([good[0], bad], timeout=60, jobs=2, log=lambda line: None)
+
+
+def test_a_solution_is_collapsed_on_its_page_and_formulas_carry_assistive_mathml():
+    import nbformat
+
+    from vae_lib.site import _exporter
+
+    exercise = nbformat.v4.new_markdown_cell("## Exercises\n\n1. Add one and one.")
+    solution = nbformat.v4.new_code_cell("# 1. the sum\nprint(1 + 1)")
+    solution.metadata["tags"] = ["solution"]
+    solution.outputs = [nbformat.v4.new_output("stream", name="stdout", text="2\n")]
+    nb = nbformat.v4.new_notebook(cells=[exercise, solution])
+    html_page, _ = _exporter().from_notebook_node(nb, resources={"course": None})
+    collapsed = re.search(r'<details class="course-solution"><summary>Solution[^<]*</summary>(.*?)</details>',
+                          html_page, re.S)
+    assert collapsed and "celltag_solution" in collapsed.group(1) and "<pre>2" in collapsed.group(1), \
+        "the solution cell and its output sit inside a closed <details>"
+    assert "add one and one" in html_page.split('<details class="course-solution">')[0].lower()
+    assert "assistiveMML: true" in html_page
+
+
+def test_every_picture_gets_the_interpretation_that_follows_it_as_alternative_text():
+    import nbformat
+
+    from vae_lib.site import _exporter, describe_images
+
+    def plot_cell():
+        cell = nbformat.v4.new_code_cell("plt.show()")
+        cell.outputs = [nbformat.v4.new_output("display_data", data={"image/png": "iVBORw0KGgo=\n",
+                                                                      "text/plain": "<Figure>"})]
+        return cell
+
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("## 2. The gap"), plot_cell(),
+        nbformat.v4.new_markdown_cell("**What the figure shows.** The bars shrink as $N$ grows. The gap stays. More."),
+        plot_cell(), nbformat.v4.new_markdown_cell("Next we train.")])
+    described = describe_images(nb)
+    first, second = (c.outputs[0]["data"]["text/html"] for c in described.cells if c.cell_type == "code")
+    assert 'alt="Figure: The bars shrink as N grows. The gap stays."' in first
+    assert "The gap" in second and "section" in second and "iVBORw0KGgo=" in second
+    assert "image/png" in nb.cells[1].outputs[0]["data"], "the notebook itself is left as it was"
+    page, _ = _exporter().from_notebook_node(described, resources={"course": None})
+    assert "No description has been provided" not in page
+
+
+def test_outside_links_are_allowed_only_to_the_bibliography():
+    assert site_check.is_reference("https://arxiv.org/abs/1312.6114")
+    assert site_check.is_reference("https://arxiv.org/abs/1312.6114v11")
+    assert site_check.is_reference("https://doi.org/10.1109/5.726791")
+    assert not site_check.is_reference("https://arxiv.org/abs/9999.99999")
+    assert not site_check.is_reference("https://example.org/tracker.js")
+    assert site_check._check_link("https://example.org/", "01_elbo.html", SITE_DIR, []).startswith("link leaves")

@@ -4,6 +4,8 @@
 # with a 2-D code, binary cross-entropy plus the closed-form KL term; hidden 400, batch 128,
 # 10 epochs, Adam 1e-3). It downloads MNIST with torchvision; run it with `python textbook/vae.py`.
 # `python -m vae_lib.train` trains the same model from the command line on the course's data.
+# Much of it follows pytorch/examples' vae/main.py (BSD-3-Clause, Copyright (c) 2017 Pytorch
+# contributors): the reparameterization, the loss and the training loop; see LICENSE.
 
 import torch
 import torch.nn as nn

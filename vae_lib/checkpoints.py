@@ -101,7 +101,7 @@ class CheckpointError(RuntimeError):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that determines a trained model. Its defaults are the seed's.
+    """Everything that determines a trained model. Its defaults are the textbook VAE's.
 
     Two runs with equal configurations (on the same data set) share a checkpoint. Notebook 04.
     """

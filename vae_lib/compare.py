@@ -1,6 +1,6 @@
 """Measures for comparing a VAE with a plain autoencoder: reconstruction, prior fit, sample plausibility.
 
-Notebook 06 puts the seed's VAE next to an autoencoder of the same widths and asks three questions
+Notebook 06 puts the textbook VAE next to an autoencoder of the same widths and asks three questions
 of each, with one number per question: how well does it reconstruct test images, how well does
 the distribution of its codes match the prior N(0, I), and how plausible are the images it decodes
 from prior samples. Introduced in notebook 06.

@@ -1,14 +1,17 @@
 """Run the whole course headless: ``python -m vae_lib.course`` (``make course``).
 
 Executes every notebook in ``notebooks/`` in numeric order, each in a fresh kernel with the
-notebook's folder as working directory, exactly as a learner's "Run All" would. The notebooks save
-their key figures to ``figures/`` as they run; their own files are left unchanged (they are stored
-without outputs). Prints the wall time of each notebook. An executed copy of each notebook, with
-its outputs, is written to ``outputs/executed/`` for reading.
+notebook's folder as working directory, exactly as a learner's "Run All" would. It is the one
+command that refreshes the figures under version control: it points ``VAE_FIGURES_DIR`` at
+``figures/`` (a learner's run saves them to the gitignored ``outputs/figures/``). The notebooks'
+own files are left unchanged (they are stored without outputs). Prints the wall time of each
+notebook. An executed copy of each notebook, with its outputs, is written to ``outputs/executed/``
+for reading.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -54,13 +57,14 @@ def main(argv=None) -> int:
     parser.add_argument("--timeout", type=int, default=900, help="seconds per cell (default 900)")
     args = parser.parse_args(argv)
     executed = outputs_dir() / "executed"
+    figures = os.environ.setdefault("VAE_FIGURES_DIR", str(REPO_ROOT / "figures"))   # the kernels inherit it
     total = 0.0
     for path in notebook_paths(only=args.only):
         print(f"{path.name:<40}", end="", flush=True)
         seconds = execute(path, args.timeout, executed)
         total += seconds
         print(f"{seconds:7.1f} s")
-    print(f"{'all notebooks':<40}{total:7.1f} s; figures in {REPO_ROOT / 'figures'}; executed copies in {executed}")
+    print(f"{'all notebooks':<40}{total:7.1f} s; figures in {figures}; executed copies in {executed}")
     return 0
 
 

@@ -163,7 +163,7 @@ class Split:
 
         With ``shuffle`` the order is one ``torch.randperm`` per call (per epoch), drawn on the
         split's device, or on ``generator``'s device when one is given (so a CPU generator gives
-        the same order whatever the device); the last batch may be smaller, as with the seed's
+        the same order whatever the device); the last batch may be smaller, as with the textbook VAE's
         DataLoader.
         """
         if not isinstance(batch_size, int) or batch_size < 1:

@@ -88,12 +88,12 @@ TABLE: dict[str, Entry] = {
         {"fashion-mnist": _r(0.42, 0.47, 0.4428), "mnist-5k": _r(0.085, 0.125, 0.1046),
          "mnist": _r(0.08, 0.13, source="not measured: MNIST's digits, like the rehearsal set's")}),
     "04.test_elbo": Entry(
-        "test -ELBO of the seed's model after 10 epochs, nats per image",
+        "test -ELBO of the textbook model after 10 epochs, nats per image",
         'about 4% either way, for other seeds, devices and thread counts',
         {"fashion-mnist": _r(255, 275, 264.6513), "mnist-5k": _r(170, 188, 178.7457),
-         "mnist": _r(130, 165, source="not measured: the seed's model usually reaches about 145 nats on MNIST")}),
+         "mnist": _r(130, 165, source="not measured: the textbook model usually reaches about 145 nats on MNIST")}),
     "04.test_kl": Entry(
-        "test KL of the seed's model after 10 epochs, nats per image",
+        "test KL of the textbook model after 10 epochs, nats per image",
         'about 25% either way; above 1 nat in every case (no collapse)',
         {"fashion-mnist": _r(4.5, 8, 6.1764), "mnist-5k": _r(4.2, 7.5, 5.7746),
          "mnist": _r(4, 9, source=NOT_MEASURED)}),
@@ -248,17 +248,17 @@ TABLE: dict[str, Entry] = {
         {"fashion-mnist": _r(0.1, 0.6, 0.3405), "mnist-5k": _r(1.0, 1.8, 1.4034),
          "mnist": _r(0.1, None, source='not measured: ahead, as on both measured sets')}),
     "09.cb_lead_over_bernoulli_bits": Entry(
-        "bits/dim by which the continuous Bernoulli beats the seed's Bernoulli (both dequantized)",
+        "bits/dim by which the continuous Bernoulli beats the textbook VAE's Bernoulli (both dequantized)",
         'about 0.6 bits/dim either way; at least one bit',
         {"fashion-mnist": _r(3.0, 4.3, 3.6739), "mnist-5k": _r(2.8, 4.0, 3.4259),
-         "mnist": _r(1.0, None, source="not measured: at least one bit, as the seed's masses sum to at most 1/2 per pixel")}),
+         "mnist": _r(1.0, None, source="not measured: at least one bit, as the textbook masses sum to at most 1/2 per pixel")}),
     "09.sigma1_bits": Entry(
         'bound of the sigma = 1 Gaussian, bits/dim (8 = uniform)',
         '0.25 bits/dim either way, and above 8',
         {"fashion-mnist": _r(9.1, 9.6, 9.357), "mnist-5k": _r(9.1, 9.6, 9.3759),
          "mnist": _r(8.1, 9.8, source='not measured: worse than uniform, as on both measured sets')}),
     "09.sigma1_rate_over_bernoulli_rate": Entry(
-        "rate of the sigma = 1 Gaussian over the seed's Bernoulli's",
+        "rate of the sigma = 1 Gaussian over the textbook VAE's Bernoulli's",
         'about 40% either way; below 1',
         {"fashion-mnist": _r(0.2, 0.5, 0.3337), "mnist-5k": _r(0.02, 0.15, 0.0597),
          "mnist": _r(0.0, 1.0, source=NOT_MEASURED)}),
@@ -298,7 +298,7 @@ TABLE: dict[str, Entry] = {
         {"fashion-mnist": _r(10, 26, 18.0), "mnist-5k": _r(0, 2, 0.0),
          "mnist": _r(1, None, source=NOT_MEASURED)}),
     "10.rate_c_plain": Entry(
-        "rate of control (c), the seed's MLP on binarized pixels, plain ELBO, nats",
+        "rate of control (c), the textbook MLP on binarized pixels, plain ELBO, nats",
         'about 30% either way',
         {"fashion-mnist": _r(11, 21, 15.7873), "mnist-5k": _r(8, 14, 10.984),
          "mnist": _r(5, None, source='not measured: no collapse, as on both measured sets')}),

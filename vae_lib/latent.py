@@ -19,7 +19,7 @@ import torch.nn as nn
 
 from .data import INPUT_DIM
 from .models import AutoEncoder, VAEBase
-from .plots import image_grid
+from .plots import image_grid, name_classes
 from .priors import StandardNormal
 
 #: The radii (in standard deviations) of the prior's contours that the plots draw.
@@ -214,11 +214,13 @@ def plot_prior_contours(ax, radii: Sequence[float] = PRIOR_RADII, color: str = "
 
 def plot_latent_scatter(codes: torch.Tensor, labels: torch.Tensor, classes: Sequence[str], ax=None,
                         max_points: int | None = 5000, prior: bool = False, legend: bool = True,
-                        size: float = 3.0, title: str | None = None):
+                        size: float = 3.0, title: str | None = None, names: bool = True):
     """Scatter 2-D codes coloured by class, with a legend of class names. Returns the axes.
 
     ``codes``: (N, 2); ``labels``: (N,) integers indexing ``classes``. At most ``max_points``
     codes are drawn, a fixed random subset (so the picture does not change between runs).
+    ``names`` writes each class's name on its cloud (:func:`vae_lib.plots.name_classes`), so that
+    the plot does not rely on colour alone.
     ``prior`` adds the contours of N(0, I) at 1, 2 and 3 standard deviations. Introduced in
     notebook 05.
     """
@@ -236,6 +238,8 @@ def plot_latent_scatter(codes: torch.Tensor, labels: torch.Tensor, classes: Sequ
         if mask.any():
             ax.scatter(points[mask, 0], points[mask, 1], s=size, color=cmap(k % cmap.N), label=name,
                        alpha=0.7, linewidths=0, rasterized=True)
+    if names:
+        name_classes(ax, points, point_labels, classes, fontsize=7)
     if prior:
         plot_prior_contours(ax)
     ax.set_xlabel("$z_1$")

@@ -15,11 +15,11 @@ explorers never branch on a likelihood's name:
   pixel values in [0, 1] (or on all reals), which bounds -log P(x) of the 8-bit image through
   uniform dequantization, after adding D log 256 nats (:func:`nats_to_bits_per_dim`,
   :func:`eight_bit_offset`). ``"subdensity"``: a function of pixel values in [0, 1] whose integral
-  is below 1, the seed's Bernoulli on grey levels: exp(-BCE) integrates to 1 / C(lambda) <= 1/2 per
+  is below 1, the textbook VAE's Bernoulli on grey levels: exp(-BCE) integrates to 1 / C(lambda) <= 1/2 per
   pixel, so dequantized it bounds -log P(x) too, validly and loosely (notebook 09). ``None``:
   none of these; the Bernoulli of binarized images, a likelihood of another data set.
 
-The seed's names still work: ``get_likelihood("bernoulli")`` and ``get_likelihood("gaussian")``.
+The textbook VAE's names still work: ``get_likelihood("bernoulli")`` and ``get_likelihood("gaussian")``.
 Introduced in notebook 09 (the Bernoulli in notebook 04).
 """
 from __future__ import annotations
@@ -202,10 +202,10 @@ def _check_in_unit_interval(x, name: str, likelihood: str) -> None:
 
 
 class Bernoulli(Likelihood):
-    """The seed's Bernoulli decoder, p(x_i = 1 | z) = sigmoid(a_i), with logits a (one per pixel).
+    """The textbook VAE's Bernoulli decoder, p(x_i = 1 | z) = sigmoid(a_i), with logits a (one per pixel).
 
     log p(x_i|z) = x_i a_i - softplus(a_i), computed from the logits (never from sigmoid(a), which
-    rounds to 0 or 1 in float32). On grey levels x_i in [0, 1] it is the seed's binary
+    rounds to 0 or 1 in float32). On grey levels x_i in [0, 1] it is the textbook VAE's binary
     cross-entropy: a loss, not a likelihood of grey images (notebooks 04 and 09). Notebook 04.
     """
 
@@ -216,7 +216,7 @@ class Bernoulli(Likelihood):
 
     def log_prob(self, params, x):
         (logits,) = self.split(params)
-        if logits.shape == x.shape:  # the fused kernel of the seed's loss (it needs equal shapes)
+        if logits.shape == x.shape:  # the fused kernel of the textbook VAE's loss (it needs equal shapes)
             return -F.binary_cross_entropy_with_logits(logits, x, reduction="none")
         return x * logits - F.softplus(logits)
 
@@ -279,7 +279,7 @@ def continuous_bernoulli_log_norm(logits: torch.Tensor) -> torch.Tensor:
 class ContinuousBernoulli(Likelihood):
     """The continuous Bernoulli (Loaiza-Ganem and Cunningham, 2019): a density on [0, 1] per pixel.
 
-    p(x | lambda) = C(lambda) lambda^x (1 - lambda)^(1 - x), lambda = sigmoid(a): the seed's
+    p(x | lambda) = C(lambda) lambda^x (1 - lambda)^(1 - x), lambda = sigmoid(a): the textbook VAE's
     Bernoulli formula times the normalising constant C (:func:`continuous_bernoulli_log_norm`) that
     makes it integrate to 1 over [0, 1]. Its mean is not lambda: E[x] = sigmoid(a) / tanh(a / 2) - 1 / a.
     Trains on dequantized pixels (:func:`dequantize`). Notebook 09.
@@ -342,10 +342,10 @@ def _check_levels(x, name: str, likelihood: str) -> None:
 
 
 class Gaussian(Likelihood):
-    """p(x_i | z) = N(mu_i, sigma^2) with a fixed sigma (the seed's "MSE": sigma = 1), mu = sigmoid(a).
+    """p(x_i | z) = N(mu_i, sigma^2) with a fixed sigma (the textbook VAE's "MSE": sigma = 1), mu = sigmoid(a).
 
     -log p = ||x - mu||^2 / (2 sigma^2) + D log sigma + D/2 log(2 pi): with the constants, a true
-    density on the reals. The mean comes through a sigmoid, as the seed's decoder ends in one.
+    density on the reals. The mean comes through a sigmoid, as the textbook VAE's decoder ends in one.
     Trains on dequantized pixels (:func:`dequantize`), the data its bound on 8-bit images is computed
     on, like every density of the course: so ``fit`` needs 8-bit pixels k / 255 in [0, 1]. Notebooks 04 and 09.
     """
@@ -509,7 +509,7 @@ class Categorical(Likelihood):
 
     The most flexible factorised likelihood of 8-bit pixels (Tomczak's intro_dgm uses it, on 8 x 8 digits
     with 17 levels): it assumes nothing about how the levels are ordered, so it must learn from data that
-    level 128 is close to 127. The price is its size: with the seed's MLP the last layer maps 400 hidden
+    level 128 is close to 127. The price is its size: with the textbook MLP the last layer maps 400 hidden
     units to 784 x 256 logits, 80 million weights, which is why notebook 09 cites its row from a benchmark
     (``python -m benchmarks.categorical``). -ELBO is directly a bound on -log P(x) of the 8-bit image.
     Notebook 09.
@@ -620,7 +620,7 @@ class DiscretizedGaussian(LearnedGaussian):
 
 # --------------------------------------------------------------------------- by name
 
-#: Every likelihood of the course by name. "bernoulli" and "gaussian" are the seed's.
+#: Every likelihood of the course by name. "bernoulli" and "gaussian" are the textbook VAE's.
 LIKELIHOODS: dict[str, Likelihood] = {
     lik.name: lik
     for lik in (Bernoulli(), BinarizedBernoulli(), ContinuousBernoulli(), Gaussian(), LearnedGaussian(),
@@ -649,7 +649,7 @@ def level_masses(likelihood: "Likelihood | str", params: torch.Tensor) -> torch.
 
     ``params``: the decoder's numbers for one pixel, shape (..., params_per_pixel). A likelihood of the
     levels gives its own P(k). A density gives the mass of the dequantization bin [k/256, (k+1)/256),
-    from its CDF (so a Gaussian's masses sum to less than 1: it puts some outside [0, 1]). The seed's
+    from its CDF (so a Gaussian's masses sum to less than 1: it puts some outside [0, 1]). The textbook VAE's
     Bernoulli on grey levels gives the integral of exp(-BCE) over the bin (they sum to 1 / C(lambda) <= 1/2),
     and the binarized Bernoulli puts its two probabilities on levels 0 and 255. Notebook 09.
     """

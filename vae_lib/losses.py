@@ -68,7 +68,7 @@ def gaussian_nll(
 ) -> torch.Tensor:
     """-log p_theta(x|z) for p_theta(x|z) = N(recon_mean, I): ||x - recon_mean||^2 / 2 per image.
 
-    This is the seed's "MSE for continuous data". With ``constant`` the normaliser
+    This is the textbook VAE's "MSE for continuous data". With ``constant`` the normaliser
     D/2 log(2 pi) is added, making it a true negative log density. Introduced in notebook 04.
     """
     if validate:
@@ -110,7 +110,7 @@ def gaussian_kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor, validate: bool =
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor, reduction: str = "none", validate: bool = True) -> torch.Tensor:
     """KL(N(mu, diag(exp(logvar))) || N(0, I)) in closed form, summed over latent dimensions.
 
-    -1/2 * sum_j (1 + log sigma_j^2 - mu_j^2 - sigma_j^2), the seed's formula. Derived in
+    -1/2 * sum_j (1 + log sigma_j^2 - mu_j^2 - sigma_j^2), the textbook VAE's formula. Derived in
     notebook 03.
     """
     return _reduce(gaussian_kl_per_dim(mu, logvar, validate).sum(dim=-1), reduction)
@@ -138,9 +138,9 @@ def vae_loss(
     """The (beta-weighted) negative ELBO ``recon + beta * kl`` and its terms.
 
     ``recon`` is the decoder's raw output from ``forward`` (for the Bernoulli: logits), which
-    ``likelihood`` (a :class:`~vae_lib.likelihoods.Likelihood` or its name, e.g. the seed's
+    ``likelihood`` (a :class:`~vae_lib.likelihoods.Likelihood` or its name, e.g. the textbook VAE's
     ``"bernoulli"`` or ``"gaussian"``) turns into -log p_theta(x|z). ``reduction="mean"`` gives nats
-    per image, ``"sum"`` the batch total (the seed's ``reduction='sum'``), ``"none"`` one value per
+    per image, ``"sum"`` the batch total (the textbook VAE's ``reduction='sum'``), ``"none"`` one value per
     image. Introduced in notebook 04.
     """
     lik = get_likelihood(likelihood)

@@ -19,7 +19,7 @@ from .training import model_loss
 
 
 def textbook_loader(dataset: str | None = None, batch_size: int = 128, root=None, train: bool = True) -> DataLoader:
-    """The seed's pipeline: ``ToTensor`` + flatten per sample, ``DataLoader(shuffle=True)``. Notebook 04."""
+    """The textbook VAE's pipeline: ``ToTensor`` + flatten per sample, ``DataLoader(shuffle=True)``. Notebook 04."""
     transform = transforms.Compose([transforms.ToTensor(), transforms.Lambda(lambda x: x.view(-1))])
     ds = torchvision_dataset(dataset, train=train, transform=transform, root=root)
     return DataLoader(ds, batch_size=batch_size, shuffle=True)
@@ -27,7 +27,7 @@ def textbook_loader(dataset: str | None = None, batch_size: int = 128, root=None
 
 def textbook_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer | None = None,
                    lr: float = 1e-3) -> dict[str, float]:
-    """Train ``model`` for one epoch the seed's way; return the mean loss per image and the seconds.
+    """Train ``model`` for one epoch the textbook VAE's way; return the mean loss per image and the seconds.
 
     Batches are copied to the model's device one by one, as the textbook loop does on a GPU.
     Notebook 04.

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib.patheffects as patheffects
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 from torchvision.utils import make_grid
 
@@ -61,11 +63,34 @@ def plot_history(history, axes=None):
     return fig
 
 
+def name_classes(ax, points, labels, classes, fontsize: float = 8.0) -> list:
+    """Write each class's name on the plot, at the median of its 2-D points; return the text objects.
+
+    A scatter coloured by class then reads without telling colours apart: each name sits on its own
+    cloud, in black with a white outline. ``points``: (N, 2); ``labels``: (N,) integers indexing
+    ``classes``; a class with no point gets no name. Introduced in notebook 05.
+    """
+    points, labels = np.asarray(points, dtype=float), np.asarray(labels)
+    if points.ndim != 2 or points.shape[1] != 2 or labels.shape != (len(points),):
+        raise ValueError(f"name_classes expects (N, 2) points and (N,) labels, got {points.shape} and {labels.shape}")
+    if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):
+        raise ValueError(f"labels must index the {len(classes)} class names, got values {labels.min()}..{labels.max()}")
+    texts = []
+    for k, name in enumerate(classes):
+        mask = labels == k
+        if mask.any():
+            x, y = np.median(points[mask], axis=0)
+            texts.append(ax.text(x, y, str(name), fontsize=fontsize, ha="center", va="center", zorder=5,
+                                 path_effects=[patheffects.withStroke(linewidth=2.5, foreground="white")]))
+    return texts
+
+
 def save_figure(fig, name: str, dataset: str | None = None, folder: str | Path | None = None) -> Path:
-    """Save ``fig`` as ``figures/<name>_<dataset>.png`` (dataset optional) and return the path.
+    """Save ``fig`` as ``<name>_<dataset>.png`` (dataset optional) in :func:`figures_dir`; return the path.
 
     Notebooks save their key figures with it, e.g. ``save_figure(fig, "04_prior_samples", "mnist")``.
-    Introduced in notebook 01.
+    A learner's run puts them in the gitignored ``outputs/figures/``; ``make course`` refreshes the
+    ``figures/`` under version control. Introduced in notebook 01.
     """
     if not name or any(c in name for c in "/\\ "):
         raise ValueError(f"figure name must be a plain file stem like '04_prior_samples', got {name!r}")

@@ -180,6 +180,52 @@ def freeze_widgets(nb):
     return nb
 
 
+# --------------------------------------------------------------------------- pictures
+
+
+def _plain(markdown: str) -> str:
+    """Markdown and TeX reduced to plain words for an alternative text."""
+    text = re.sub(r"\$+([^$]*)\$+", r"\1", markdown)
+    text = re.sub(r"\\(?:mathcal|mathbb|operatorname|text|mathrm|,|;|!)\s*", "", text)
+    text = re.sub(r"[*_`{}\\]", "", text)
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def _alt_text(nb, index: int) -> str:
+    """What a picture of cell ``index`` shows: the interpretation that follows it, or where to read it."""
+    following = next((c for c in nb.cells[index + 1:] if c.cell_type == "markdown"), None)
+    if following is not None and re.match(r"\s*\*\*What (the|this|these)", following.source):
+        words = _plain(following.source.split("\n\n")[0])
+        words = re.sub(r"^What (the|this|these) [^.]*\.\s*", "", words)
+        sentences = re.findall(r"[^.!?]+[.!?]", words) or [words]
+        return ("Figure: " + " ".join(s.strip() for s in sentences[:2]))[:300]
+    heading = next((line.lstrip("#").strip() for c in reversed(nb.cells[:index]) if c.cell_type == "markdown"
+                    for line in c.source.splitlines() if line.startswith("#")), "this section")
+    return f"Figure drawn by the code of the section \u201c{_plain(heading)}\u201d; the text around it says what it shows."
+
+
+def describe_images(nb):
+    """Give every picture a cell draws an alternative text, for screen readers; return the new notebook.
+
+    The text is the first sentences of the interpretation that follows the picture (the course's
+    "What the figure shows." paragraphs), else a pointer to its section. Each PNG output becomes an
+    HTML image that carries it (nbconvert would otherwise write "No description has been provided").
+    """
+    nb = copy.deepcopy(nb)
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if output.get("output_type") in ("display_data", "execute_result") and "image/png" in data:
+                alt = html.escape(_alt_text(nb, index), quote=True)
+                png = data["image/png"].replace("\n", "")
+                output["data"] = {"text/html": f'<img class="course-figure" src="data:image/png;base64,{png}" '
+                                               f'alt="{alt}">'}
+                output["metadata"] = {}
+    return nb
+
+
 # --------------------------------------------------------------------------- building
 
 
@@ -295,7 +341,7 @@ def build(out: Path = SITE_DIR, only: list[str] | None = None, timeout: int = 90
 
         def export(name: str, nb) -> None:
             """Write one notebook's page, as soon as it has been executed."""
-            nb = freeze_widgets(nb)
+            nb = describe_images(freeze_widgets(nb))
             for cell in nb.cells:
                 if cell.cell_type == "markdown":
                     cell.source = rewrite_links(cell.source, names, from_readme=False, extra_pages={})

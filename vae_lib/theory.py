@@ -9,7 +9,7 @@
 * Notebook 03 (the Gaussian KL): :func:`gaussian_kl_mc`, the Monte Carlo twin of the closed form
   :func:`vae_lib.losses.gaussian_kl`.
 
-Notation is the seed's: q(z|x) = N(mu, sigma^2) is the approximate posterior, p(z) = N(0, I) the
+Notation is the textbook VAE's: q(z|x) = N(mu, sigma^2) is the approximate posterior, p(z) = N(0, I) the
 prior, p_theta(x|z) the decoder. Everything is computed in float64: the notebooks compare
 estimates with exact values to many digits, and float32 rounding would blur those checks.
 Monte Carlo draws take an optional ``torch.Generator``, so that a figure or a check can be
@@ -213,7 +213,7 @@ class LinearGaussian:
 
         Under q, x - w z - b has mean x - w q_mean - b and variance w^2 q_std^2, which gives the
         expected log-likelihood in closed form; the KL term is
-        :func:`vae_lib.losses.gaussian_kl` (the seed's formula) with one latent dimension.
+        :func:`vae_lib.losses.gaussian_kl` (the textbook VAE's formula) with one latent dimension.
         """
         x, q_mean, q_std = _broadcast(
             (_tensor(x, "x"), "x"), (_tensor(q_mean, "q_mean"), "q_mean"), (_tensor(q_std, "q_std", True), "q_std")

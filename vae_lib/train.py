@@ -1,11 +1,11 @@
-"""Command line: train the seed's MLP VAE, as ``shared/seed/seed_vae.py`` does, on the course's fast path.
+"""Command line: train the textbook MLP VAE, as ``shared/seed/seed_vae.py`` does, on the course's fast path.
 
-    python -m vae_lib.train                      # the seed's defaults, on Fashion-MNIST (the course's default)
-    python -m vae_lib.train --dataset mnist      # on MNIST, as the seed script trains
+    python -m vae_lib.train                      # the textbook VAE's defaults, on Fashion-MNIST (the course's default)
+    python -m vae_lib.train --dataset mnist      # on MNIST, as the textbook script trains
 
-Prints one ``Epoch k, Loss: X`` line per epoch, X being the seed's quantity (the epoch's mean
-training loss per image), then saves 64 prior samples as an image (the seed's commented-out
-``save_image`` step). Every default is the seed's and each has a flag.
+Prints one ``Epoch k, Loss: X`` line per epoch, X being the textbook VAE's quantity (the epoch's mean
+training loss per image), then saves 64 prior samples as an image (the textbook VAE's commented-out
+``save_image`` step). Every default is the textbook VAE's and each has a flag.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from .utils import check_device, describe_device, get_device, outputs_dir, set_s
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    """The command line's options; each default is the seed's."""
+    """The command line's options; each default is the textbook VAE's."""
     p = argparse.ArgumentParser(prog="python -m vae_lib.train", description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", default=None, help=f"one of {', '.join(DATASETS)} (default: $VAE_DATASET or fashion-mnist)")
     p.add_argument("--latent-dim", type=int, default=2, help="latent dimension (seed: 2)")
@@ -50,7 +50,7 @@ def _one_line(err: BaseException) -> str:
 
 
 def main(argv=None) -> int:
-    """Train as the seed script does; return the exit status.
+    """Train as the textbook script does; return the exit status.
 
     0: done. 2: anything foreseeable went wrong (a bad option, missing or unreadable data, a device
     that is not there or fails, a diverging run, samples that cannot be written), reported as one

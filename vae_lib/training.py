@@ -1,6 +1,6 @@
 """Training: ``fit`` with a progress bar and a per-epoch test evaluation, and the KL in practice.
 
-The loop is the seed's, made fast: the data set lives on the device as one tensor and each batch
+The loop is the textbook VAE's, made fast: the data set lives on the device as one tensor and each batch
 is an index into it (see :mod:`vae_lib.data`). Introduced in notebook 04. Notebook 10 adds two
 options to the training objective, KL warm-up and free bits; the history keeps reporting the true
 negative ELBO, whatever the objective.
@@ -27,7 +27,7 @@ from .models.mlp import AutoEncoder
 class History:
     """Per-epoch record of a run: nats per image for each term, and seconds per epoch. Notebook 04.
 
-    ``train_*`` is averaged over the epoch's batches while the model trains (the seed's printed
+    ``train_*`` is averaged over the epoch's batches while the model trains (the textbook VAE's printed
     quantity); ``test_*`` is measured on the test split after the epoch. ``train_loss`` and
     ``test_loss`` are always the true negative ELBO, reconstruction + KL; ``train_objective`` is
     what the optimiser minimised (with a KL weight ``beta`` other than 1, during warm-up, or with free
@@ -147,7 +147,7 @@ _FUSED_ADAM_DEVICES = ("cpu", "cuda")
 
 
 def adam(params, lr: float = 1e-3) -> torch.optim.Adam:
-    """The seed's optimiser, Adam, using PyTorch's fused kernel where the device has one.
+    """The textbook VAE's optimiser, Adam, using PyTorch's fused kernel where the device has one.
 
     The fused kernel updates all the parameters in one pass, where the default runs several
     elementwise passes for each tensor. It computes the same update; ``tests/test_training.py``
@@ -317,10 +317,10 @@ def fit(
     capacity: float = 0.0,
     capacity_gamma: float = 0.0,
 ) -> History:
-    """Train ``model`` on ``train`` with Adam (the seed's defaults) and return its :class:`History`.
+    """Train ``model`` on ``train`` with Adam (the textbook VAE's defaults) and return its :class:`History`.
 
     Each step minimises the batch's summed negative ELBO, as the seed does, on the data the
-    likelihood models (``likelihood.prepare``: the grey levels for the seed's Bernoulli, a fresh
+    likelihood models (``likelihood.prepare``: the grey levels for the textbook VAE's Bernoulli, a fresh
     dequantization for a density; ``binarize`` draws a fresh binary image every batch, dynamic
     binarization). ``likelihood`` defaults to the model's own; another one with as many numbers per
     pixel becomes the model's. The test split is prepared once, with a fixed seed.

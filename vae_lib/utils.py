@@ -11,7 +11,8 @@ import numpy as np
 import torch
 
 #: The repository root, found from this file so that paths do not depend on the working directory
-#: (nbval runs each notebook with its own folder as the working directory).
+#: (nbval runs each notebook with its own folder as the working directory). Only meaningful when
+#: ``vae_lib`` runs from a clone of the course (``pip install -e .``); see :func:`course_root`.
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -72,6 +73,24 @@ def describe_device(device: torch.device | str) -> str:
     return device.type
 
 
+def in_checkout(root: Path = REPO_ROOT) -> bool:
+    """Whether ``root`` is a clone of the course (its ``pyproject.toml``, ``vae_lib/`` and ``notebooks/``)."""
+    return (root / "pyproject.toml").is_file() and (root / "vae_lib").is_dir() and (root / "notebooks").is_dir()
+
+
+def course_root() -> Path:
+    """The folder under which the course keeps its data, checkpoints and outputs.
+
+    ``VAE_HOME`` if set; else the clone ``vae_lib`` runs from (``pip install -e .``); else, for an
+    installed wheel (a hosted notebook service, say), the working directory. Never site-packages.
+    Notebook 01.
+    """
+    home = os.environ.get("VAE_HOME")
+    if home:
+        return Path(home).expanduser()
+    return REPO_ROOT if in_checkout() else Path.cwd()
+
+
 def _folder(env_var: str, default: Path) -> Path:
     path = Path(os.environ.get(env_var) or default).expanduser()
     path.mkdir(parents=True, exist_ok=True)
@@ -79,23 +98,30 @@ def _folder(env_var: str, default: Path) -> Path:
 
 
 def data_dir() -> Path:
-    """Where data sets live: ``VAE_DATA_DIR`` or ``data/`` at the repository root (created if absent). Notebook 04."""
-    return _folder("VAE_DATA_DIR", REPO_ROOT / "data")
+    """Where data sets live: ``VAE_DATA_DIR`` or ``data/`` under :func:`course_root` (created if absent). Notebook 04."""
+    return _folder("VAE_DATA_DIR", course_root() / "data")
 
 
 def checkpoint_dir() -> Path:
-    """Where trained models are cached: ``VAE_CHECKPOINT_DIR`` or ``checkpoints/`` at the repository root. Notebook 04."""
-    return _folder("VAE_CHECKPOINT_DIR", REPO_ROOT / "checkpoints")
-
-
-def figures_dir() -> Path:
-    """Where the course's key figures are saved: ``VAE_FIGURES_DIR`` or ``figures/`` at the repository root. Notebook 01."""
-    return _folder("VAE_FIGURES_DIR", REPO_ROOT / "figures")
+    """Where trained models are cached: ``VAE_CHECKPOINT_DIR`` or ``checkpoints/`` under :func:`course_root`. Notebook 04."""
+    return _folder("VAE_CHECKPOINT_DIR", course_root() / "checkpoints")
 
 
 def outputs_dir() -> Path:
-    """Where command-line runs write their images: ``VAE_OUTPUTS_DIR`` or ``outputs/`` at the repository root. Notebook 04."""
-    return _folder("VAE_OUTPUTS_DIR", REPO_ROOT / "outputs")
+    """What runs write for the learner: ``VAE_OUTPUTS_DIR`` or ``outputs/`` under :func:`course_root` (gitignored).
+
+    Notebook 04.
+    """
+    return _folder("VAE_OUTPUTS_DIR", course_root() / "outputs")
+
+
+def figures_dir() -> Path:
+    """Where notebooks save their key figures: ``VAE_FIGURES_DIR`` or ``outputs/figures/``. Notebook 01.
+
+    The figures under version control, ``figures/`` at the repository root, are refreshed only by
+    ``make course``, which points ``VAE_FIGURES_DIR`` there; a learner's run leaves the clone clean.
+    """
+    return _folder("VAE_FIGURES_DIR", outputs_dir() / "figures")
 
 
 def show_source(*objs) -> object:

@@ -10,7 +10,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from ..plots import show_images
+from ..plots import name_classes, show_images
 from ..training import evaluate
 from .joint import (_check_generator, _is_vae, _positive_int)
 
@@ -107,6 +107,7 @@ def draw_beta_vae(results: Sequence[BetaResult], beta: float, class_names: Seque
         handles = [plt.Line2D([], [], marker="o", ls="", color=scatter.cmap(scatter.norm(i)), label=name)
                    for i, name in enumerate(class_names)]
         ax.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+        name_classes(ax, codes, chosen.labels.numpy(), class_names, fontsize=6)
     fig.suptitle(f"β = {chosen.beta:g}: rate {chosen.rate:.2f} nats, distortion {chosen.distortion:.2f} nats, "
                  f"−ELBO {chosen.rate + chosen.distortion:.2f} nats")
     fig.tight_layout()

@@ -138,7 +138,7 @@ def eight_bit_bounds(model: nn.Module, images: torch.Tensor, k: int, generator: 
     y = (k + u) / 256 with u ~ U[0, 1) drawn from ``generator``, and its -ELBO and -IWAE_k gain the
     change of scale D log 256 (:func:`vae_lib.likelihoods.eight_bit_offset`): then, for one draw of u,
     E_u of the returned numbers bounds -log P(x) from above. Both come from the same k importance
-    samples per image: ``"elbo"`` from their mean, ``"iwae"`` from their log-mean-exp. The seed's
+    samples per image: ``"elbo"`` from their mean, ``"iwae"`` from their log-mean-exp. The textbook VAE's
     Bernoulli on grey levels, a sub-normalised density, is scored like a density (a valid, loose bound).
     Likelihoods that are no distribution of 8-bit images (the binarized Bernoulli) get the
     ``ValueError`` of ``eight_bit_offset``. Introduced in notebook 09.

@@ -58,7 +58,7 @@ def _check_x(x, name: str = "x") -> torch.Tensor:
 
 
 def _likelihood(model):
-    """A model's decoder distribution: its ``likelihood``, or the seed's Bernoulli for a model without one."""
+    """A model's decoder distribution: its ``likelihood``, or the textbook VAE's Bernoulli for a model without one."""
     return getattr(model, "likelihood", None) or get_likelihood("bernoulli")
 
 
@@ -169,7 +169,7 @@ def vae_log_joint(model: nn.Module, labels: torch.Tensor | None = None) -> Calla
 
     The returned ``log_joint(x, z)`` takes images x of shape (N, 784) and codes z of shape
     (S, N, latent_dim) and returns (S, N) float64 values. log p_theta(x|z) is the likelihood's
-    :meth:`~vae_lib.likelihoods.Likelihood.log_prob` summed over pixels (for the seed's Bernoulli,
+    :meth:`~vae_lib.likelihoods.Likelihood.log_prob` summed over pixels (for the textbook VAE's Bernoulli,
     minus the BCE). A conditional VAE needs the ``labels`` of those N images. Introduced in notebook 07.
     """
     if not _is_vae(model):

@@ -72,7 +72,7 @@ class VAEBase(nn.Module):
     ``encode`` and ``decode_logits``, which a subclass defines.
 
     ``latent_dim``: size of z. ``input_dim``: pixels per image (784). ``likelihood``: a
-    :class:`~vae_lib.likelihoods.Likelihood` or its name (the seed's ``"bernoulli"`` by default);
+    :class:`~vae_lib.likelihoods.Likelihood` or its name (the textbook VAE's ``"bernoulli"`` by default);
     the decoder outputs ``output_dim = input_dim * likelihood.params_per_pixel`` numbers. Class
     attributes: ``conditional`` (encode and decode need labels y), ``autoregressive`` (decode
     needs the image x). ``prior``: p(z), the standard normal until :meth:`use_prior` (notebook 12).
@@ -137,7 +137,7 @@ class VAEBase(nn.Module):
         return self.decode_logits(z, y, x), mu, logvar
 
     def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """Pixel means of p_theta(x|z) for codes ``z``: the seed's ``decode`` for the Bernoulli."""
+        """Pixel means of p_theta(x|z) for codes ``z``: the textbook VAE's ``decode`` for the Bernoulli."""
         return self.likelihood.mean(self.decode_logits(z, y))
 
     @torch.no_grad()

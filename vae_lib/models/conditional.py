@@ -21,7 +21,7 @@ from .mlp import _SeedDecoder
 
 
 class ConditionalVAE(_SeedDecoder, VAEBase):
-    """The seed's MLP VAE with a one-hot label appended to the encoder's input and to z.
+    """The textbook MLP VAE with a one-hot label appended to the encoder's input and to z.
 
     Encoder: [x, onehot(y)] -> hidden -> (mu, logvar). Decoder: [z, onehot(y)] -> hidden -> 784.
     Every method takes the labels ``y`` (int64, values 0 .. n_classes - 1); a missing label or one

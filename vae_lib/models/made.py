@@ -51,7 +51,7 @@ class MaskedLinear(nn.Linear):
 
 
 class MADEVAE(VAEBase):
-    """The seed's MLP encoder with an autoregressive decoder: a MADE with direct connections, conditioned on z.
+    """The textbook MLP encoder with an autoregressive decoder: a MADE with direct connections, conditioned on z.
 
     Decoder logits: M2(relu(M1(x))) + A x + U z + b. M1 and M2 are the masked layers of a MADE
     (:func:`made_masks`), A is a strictly lower-triangular linear map (each pixel sees every earlier
@@ -71,7 +71,7 @@ class MADEVAE(VAEBase):
         if self.likelihood.params_per_pixel != 1:
             raise ValueError("the MADE decoder outputs one number per pixel; use a Bernoulli likelihood")
         self.hidden_dim = hidden_dim
-        # Encoder q_phi(z|x), the seed's
+        # Encoder q_phi(z|x), the textbook VAE's
         self.fc1 = nn.Linear(input_dim, 400)
         self.fc_mu = nn.Linear(400, latent_dim)
         self.fc_logvar = nn.Linear(400, latent_dim)

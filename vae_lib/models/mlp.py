@@ -17,10 +17,10 @@ from .base import VAEBase, _check_sizes, check_input
 
 
 class _SeedDecoder:
-    """The seed's decoder z -> hidden -> output, ReLU: layers ``fc3`` and ``fc4``."""
+    """The textbook VAE's decoder z -> hidden -> output, ReLU: layers ``fc3`` and ``fc4``."""
 
     def _build_decoder(self, in_features: int | None = None) -> None:
-        # Created after the encoder so that printing the model reads encoder first, as in the seed.
+        # Created after the encoder so that printing the model reads encoder first, as in the textbook script.
         self.fc3 = nn.Linear(in_features or self.latent_dim, self.hidden_dim)
         self.fc4 = nn.Linear(self.hidden_dim, self.output_dim)
 
@@ -31,11 +31,11 @@ class _SeedDecoder:
 
 
 class VAE(_SeedDecoder, VAEBase):
-    """The seed's MLP VAE: 784 -> hidden -> (mu, log sigma^2) -> z -> hidden -> 784, ReLU.
+    """The textbook MLP VAE: 784 -> hidden -> (mu, log sigma^2) -> z -> hidden -> 784, ReLU.
 
-    ``forward`` returns ``(recon_logits, mu, logvar)``: the decoder's logits rather than the seed's
+    ``forward`` returns ``(recon_logits, mu, logvar)``: the decoder's logits rather than the textbook VAE's
     sigmoid output, because the Bernoulli loss is computed from logits for numerical stability.
-    ``decode`` returns pixel probabilities, as in the seed. With another ``likelihood`` the last
+    ``decode`` returns pixel probabilities, as in the textbook script. With another ``likelihood`` the last
     layer outputs its numbers per pixel (notebook 09). Introduced in notebook 04.
     """
 
