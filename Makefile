@@ -8,7 +8,7 @@ CELL_TIMEOUT ?= 600
 .PHONY: setup lab lint test rehearsal unit browser notebooks course student site site-test bench reproduce clean help
 
 help:
-	@echo "make setup   create .venv and install the course (pip install -e '.[test]')"
+	@echo "make setup   create .venv and install the course (pip install -e '.[test,site]')"
 	@echo "make lab     open the course in JupyterLab"
 	@echo "make lint    ruff over vae_lib/, tests/, benchmarks/ and the notebooks"
 	@echo "make test    lint, then unit tests + browser tests + every notebook under nbval"
@@ -16,16 +16,16 @@ help:
 	@echo "make browser only the browser tests (notebooks in JupyterLab, sliders moved in Chromium)"
 	@echo "make course  execute every notebook headless and refresh figures/"
 	@echo "make student the notebooks without their solutions, in student/ (for a class to try the exercises first)"
-	@echo "make site    the course as a static website in site/ (executed notebooks, offline), then open site/index.html"
+	@echo "make site    the course as a book in site/ (Sphinx, MyST-NB; executed notebooks, offline, searchable)"
 	@echo "make site-test  check the built site in headless Chromium (no request may leave 127.0.0.1)"
 	@echo "make bench   training-speed benchmarks and every notebook timed under nbval (benchmarks/)"
 	@echo "make reproduce  the published VAE likelihood on Fashion-MNIST, reproduced (hours on a CPU; resumable);"
-	@echo "                PRIOR=vamp: the same with the VampPrior"
+	@echo "                PRIOR=vamp: the same with the VampPrior; MODEL=hvae: the paper's two-level HVAE"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install -e ".[test]"
+	$(PY) -m pip install -e ".[test,site]"
 	touch $@
 
 setup: $(VENV)/.installed
@@ -65,6 +65,8 @@ course: setup
 student: setup
 	$(PY) -m vae_lib.student
 
+# The course as a book (Sphinx + MyST-NB, vae_lib/book/conf.py), in site/. Only notebooks whose code, library or
+# data set changed since the last build are executed again (outputs/site-cache/).
 # JOBS=n: notebooks executed at once (default: one per CPU core, at most 4).
 site: setup
 	$(PY) -m vae_lib.site $(if $(JOBS),--jobs $(JOBS))
@@ -76,7 +78,7 @@ bench: setup
 	$(PY) -m benchmarks.run --course
 
 reproduce: setup
-	$(PY) -m benchmarks.reproduce $(if $(PRIOR),--prior $(PRIOR))
+	$(PY) -m benchmarks.reproduce $(if $(PRIOR),--prior $(PRIOR)) $(if $(MODEL),--model $(MODEL))
 
 clean:
 	rm -rf outputs site student .pytest_cache

@@ -16,7 +16,6 @@ bits per dimension, and the rate. Results go to ``benchmarks/results/<device>-ca
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import sys
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks import save_results
 from vae_lib.checkpoints import TrainConfig, train_or_load
 from vae_lib.data import dataset_name, load_data
 from vae_lib.evaluation import eight_bit_bounds
@@ -84,12 +84,7 @@ def main(argv=None) -> int:
     report = {"device": describe_device(device), "dataset": dataset, "torch": torch.__version__,
               "python": platform.python_version(), "date": time.strftime("%Y-%m-%d"),
               "row": run(dataset, args.epochs, device)}
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"{device.type}-categorical"
-    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2))
-    (args.out / f"{stem}.md").write_text(markdown(report))
-    print(markdown(report))
-    print(f"written to {args.out / stem}.json and .md")
+    save_results(args.out, f"{device.type}-categorical", report, markdown(report))
     return 0
 
 

@@ -18,7 +18,6 @@ and the test -ELBO with its cost against the plain ELBO. Results go to
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import tempfile
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks import save_results
 from vae_lib.checkpoints import TrainConfig, train_or_load
 from vae_lib.data import Split, dataset_name, load_data
 from vae_lib.diagnostics import elbo_surgery, kl_per_dimension
@@ -114,13 +114,7 @@ def main(argv=None) -> int:
     rows = run(train, test, args.settings, args.long_epochs)
     report = {"device": describe_device(device), "dataset": dataset, "torch": torch.__version__,
               "python": platform.python_version(), "date": time.strftime("%Y-%m-%d"), "rows": rows}
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"{device.type}-collapse"
-    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2))
-    (args.out / f"{stem}.md").write_text(markdown(report))
-    print()
-    print(markdown(report))
-    print(f"written to {args.out / stem}.json and .md")
+    save_results(args.out, f"{device.type}-collapse", report, markdown(report))
     return 0
 
 

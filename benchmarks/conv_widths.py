@@ -13,7 +13,6 @@ warm-up: allocations, cuDNN's choice of algorithms), that time against the 16/32
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import sys
@@ -24,6 +23,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.run import epoch_flops
+from benchmarks import save_results
 from vae_lib.checkpoints import TrainConfig, train_or_load
 from vae_lib.models.conv import ConvVAE, conv_vae_flops
 from vae_lib.data import Split, dataset_name, load_data
@@ -101,13 +101,7 @@ def main(argv=None) -> int:
     rows = widths(train, test, args.channels, args.epochs)
     report = {"device": describe_device(device), "dataset": dataset, "epochs": args.epochs, "torch": torch.__version__,
               "python": platform.python_version(), "date": time.strftime("%Y-%m-%d"), "rows": rows}
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"{device.type}-conv-widths"
-    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2))
-    (args.out / f"{stem}.md").write_text(markdown(report))
-    print()
-    print(markdown(report))
-    print(f"written to {args.out / stem}.json and .md")
+    save_results(args.out, f"{device.type}-conv-widths", report, markdown(report))
     return 0
 
 

@@ -13,7 +13,6 @@ reused), and records the test -ELBO after every epoch. Results go to
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import tempfile
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks import save_results
 from vae_lib.checkpoints import TrainConfig, train_or_load
 from vae_lib.data import Split, dataset_name, load_data
 from vae_lib.utils import REPO_ROOT, describe_device, get_device
@@ -103,13 +103,7 @@ def main(argv=None) -> int:
     rows = sweep(train, test, args.latents, args.lrs, args.epochs)
     report = {"device": describe_device(device), "dataset": dataset, "epochs": args.epochs, "torch": torch.__version__,
               "python": platform.python_version(), "date": time.strftime("%Y-%m-%d"), "rows": rows}
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"{device.type}-learning-rates"
-    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2))
-    (args.out / f"{stem}.md").write_text(markdown(report))
-    print()
-    print(markdown(report))
-    print(f"written to {args.out / stem}.json and .md")
+    save_results(args.out, f"{device.type}-learning-rates", report, markdown(report))
     return 0
 
 

@@ -14,7 +14,6 @@ notebook 11 reads them.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import platform
 import sys
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks import save_results
 from vae_lib.checkpoints import TrainConfig, train_or_load
 from vae_lib.data import dataset_name, load_data
 from vae_lib.utils import REPO_ROOT, describe_device, get_device
@@ -87,12 +87,7 @@ def main(argv=None) -> int:
     report = {"device": describe_device(device), "dataset": dataset, "epochs": args.epochs, "torch": torch.__version__,
               "python": platform.python_version(), "date": time.strftime("%Y-%m-%d"),
               "rows": run(dataset, args.budgets, args.seeds, args.epochs, device)}
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"{device.type}-m2"
-    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2))
-    (args.out / f"{stem}.md").write_text(markdown(report))
-    print(markdown(report))
-    print(f"written to {args.out / stem}.json and .md")
+    save_results(args.out, f"{device.type}-m2", report, markdown(report))
     return 0
 
 

@@ -17,7 +17,6 @@ seed. Models are cached in ``checkpoints/`` like the notebook's. Results go to
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import platform
 import sys
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks import save_results
 from vae_lib.checkpoints import TrainConfig, train_or_load
 from vae_lib.data import dataset_name, load_data
 from vae_lib.downstream import JudgeConfig, train_or_load_judge
@@ -143,12 +143,7 @@ def main(argv=None) -> int:
               "components": args.components, "n_eval": args.n_eval, "torch": torch.__version__,
               "python": platform.python_version(), "date": time.strftime("%Y-%m-%d"),
               "rows": run(dataset, args.seeds, args.epochs, args.components, args.n_eval, device)}
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"{device.type}-priors"
-    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2))
-    (args.out / f"{stem}.md").write_text(markdown(report))
-    print(markdown(report))
-    print(f"written to {args.out / stem}.json and .md")
+    save_results(args.out, f"{device.type}-priors", report, markdown(report))
     return 0
 
 

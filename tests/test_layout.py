@@ -9,7 +9,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "vae_lib"
 #: The layers from the bottom: a module may import its own layer's modules and those of lower layers only.
 LAYERS = [
     {"utils", "course", "widgets", "student"},
-    {"data", "expected", "site"},
+    {"data", "expected", "site", "book"},
     {"likelihoods", "plots", "labels"},
     {"losses"},
     {"priors"},
@@ -18,7 +18,7 @@ LAYERS = [
     {"training"},
     {"evaluation", "checkpoints", "pipelines", "theory"},
     {"diagnostics", "latent", "downstream", "compare", "train", "sample_quality"},
-    {"prior_report"},
+    {"prior_report", "hierarchy_report"},
 ]
 
 

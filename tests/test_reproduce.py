@@ -142,3 +142,26 @@ def test_the_vampprior_run_has_its_own_files_and_the_papers_vampprior_number(tmp
     assert not (out / "reproduce_smoke.json").exists() and not (folder / "gated_vae_smoke.pt").exists()
     assert reproduce.FULL[1].prior == "vamp" and reproduce.FULL[1].components == reproduce.VAMP_COMPONENTS
     assert reproduce.FULL[1].full and not reproduce.SMOKE_VAMP.full
+
+
+def test_the_hvae_run_has_its_own_files_and_the_papers_hvae_number(tmp_path, monkeypatch):
+    """``--model hvae --smoke`` end to end through the command line: the two-level model of the reference
+    code, trained and evaluated by the smoke protocol, in files that no other run writes."""
+    monkeypatch.setenv("VAE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("VAE_OUTPUTS_DIR", str(tmp_path / "outputs"))
+    out, folder = tmp_path / "results", tmp_path / "state"
+    assert reproduce.main(["--model", "hvae", "--smoke", "--device", "cpu", "--out", str(out),
+                           "--checkpoints", str(folder)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["reproduce_hvae_smoke.json", "reproduce_hvae_smoke.md"]
+    assert [p.name for p in folder.iterdir()] == ["gated_vae_hvae_smoke.pt"]
+    assert (tmp_path / "outputs" / "reproduce" / "log_hvae_smoke.txt").is_file()
+    report = json.loads((out / "reproduce_hvae_smoke.json").read_text())
+    assert report["protocol"]["model"] == "hvae" and report["paper_nll"] == 227.37
+    assert report["difference"] == pytest.approx(report["nll"] - 227.37) and math.isfinite(report["nll"])
+    assert 2 <= report["epochs_run"] <= 4 and report["nll"] <= report["test_elbo"] + 4 * report["nll_se"]
+    z1_kl, z2_kl = report["test_kl_layers"]
+    assert z1_kl > 0 and z2_kl > 0, "both layers' KL terms are reported"
+    state = torch.load(folder / "gated_vae_hvae_smoke.pt", weights_only=True)
+    assert state["model"]["q_z1_layers_joint.0.h.weight"].shape == (300, 600), "the two-level model was trained"
+    md = (out / "reproduce_hvae_smoke.md").read_text()
+    assert "227.37" in md and "--model hvae" in md and "two-level HVAE" in md and f"{report['nll']:.2f}" in md

@@ -1,9 +1,11 @@
 """The course's website (``make site``) in a real browser, with every non-local request blocked.
 
-The built site in ``site/`` must pass every check of ``tests/site_check.py``; copies of it with the
-local MathJax removed, with MathJax pointed at a CDN, and with a broken link between two notebooks
-must each fail. Skipped when the site has not been built (``make site``) or the browser is missing,
-unless ``VAE_REQUIRE_SITE=1`` (as in CI), which turns the skip into a failure.
+The built site in ``site/`` must pass every check of ``tests/site_check.py``; copies of it with a
+fault planted must each fail the check that looks for that fault: the local MathJax removed, MathJax
+pointed at a CDN, a broken link between two notebooks, the search index removed, a citation pointed
+at another work's entry. The browser tests are skipped when the site has not been built (``make
+site``) or the browser is missing, unless ``VAE_REQUIRE_SITE=1`` (as in CI), which turns the skip
+into a failure. The course's own build steps (``vae_lib.site``) are tested without a browser below.
 """
 from __future__ import annotations
 
@@ -11,12 +13,15 @@ import os
 import re
 import shutil
 
+import nbformat
 import pytest
 
 import browser
 import site_check
+from vae_lib import site as course_site
 from vae_lib.course import notebook_paths
 from vae_lib.site import SITE_DIR, freeze_widgets, page_name, rewrite_links
+
 
 def _require_site():
     reason = browser.unavailable_reason()
@@ -34,17 +39,23 @@ def _problems(reports) -> str:
 
 
 @pytest.mark.browser
-def test_every_page_loads_offline_typeset_with_its_images_links_and_summary(capsys):
+def test_every_page_loads_offline_typeset_with_its_images_links_citations_summary_and_search(capsys):
     _require_site()
-    shot = browser.screenshot_dir() / "site_05_latent_space.png"
-    shot.parent.mkdir(parents=True, exist_ok=True)
-    reports = site_check.check_site(SITE_DIR, screenshot=shot)
+    shots = browser.screenshot_dir()
+    shots.mkdir(parents=True, exist_ok=True)
+    reports = site_check.check_site(SITE_DIR, screenshots=shots)
     pages = {r.page for r in reports}
-    assert pages >= {"index.html"} | {page_name(p) for p in notebook_paths()}, "a notebook has no page"
+    assert pages >= {"index.html", "bibliography.html"} | {page_name(p) for p in notebook_paths()}, \
+        "a notebook has no page"
+    assert {f"search.html?q={q.replace(' ', '+')}" for q in site_check.SEARCHES} <= pages, "a search was not run"
     assert not _problems(reports), _problems(reports)
-    assert all(r.typeset > 0 for r in reports if r.page[:2].isdigit()), "a notebook's page typeset no math"
+    assert all(r.typeset > 0 for r in reports if site_check.is_notebook_page(r.page)), \
+        "a notebook's page typeset no math"
+    for name in ("site_sidebar.png", "site_search.png"):
+        assert (shots / name).stat().st_size > 10_000, f"the screenshot {name} is missing or blank"
     with capsys.disabled():
-        print(f"\n{len(reports)} pages checked; screenshot: {shot}")
+        print(f"\n{len(reports)} pages and searches checked; screenshots: {shots / 'site_sidebar.png'}, "
+              f"{shots / 'site_search.png'}")
 
 
 def _copy(tmp_path):
@@ -53,53 +64,87 @@ def _copy(tmp_path):
     return copy
 
 
+KL_PAGE = "notebooks/03_kl_divergence.html"
+
+
 @pytest.mark.browser
 def test_the_check_fails_without_the_local_math_library(tmp_path):
     _require_site()
     site = _copy(tmp_path)
     shutil.rmtree(site / "_static" / "mathjax")
-    problems = _problems(site_check.check_site(site, pages=["03_kl_divergence.html"]))
-    assert "MathJax.js" in problems and "math not typeset" in problems
+    problems = _problems(site_check.check_site(site, pages=[KL_PAGE], searches={}))
+    assert "tex-chtml.js" in problems and "math not typeset" in problems and "MathJax did not load" in problems
 
 
 @pytest.mark.browser
 def test_the_check_fails_when_the_math_comes_from_a_cdn(tmp_path):
     _require_site()
     site = _copy(tmp_path)
-    page = site / "03_kl_divergence.html"
-    page.write_text(page.read_text().replace('src="_static/mathjax/MathJax.js',
-                                             'src="https://cdnjs.cloudflare.com/ajax/libs/mathjax/2.7.9/MathJax.js'))
-    problems = _problems(site_check.check_site(site, pages=["03_kl_divergence.html"]))
-    assert "blocked non-local request https://cdnjs.cloudflare.com" in problems
+    page = site / KL_PAGE
+    text = page.read_text()
+    assert 'src="../_static/mathjax/tex-chtml.js' in text
+    page.write_text(text.replace('src="../_static/mathjax/tex-chtml.js',
+                                 'src="https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-chtml.js'))
+    problems = _problems(site_check.check_site(site, pages=[KL_PAGE], searches={}))
+    assert "blocked non-local request https://cdn.jsdelivr.net" in problems
 
 
 @pytest.mark.browser
 def test_the_check_fails_on_a_broken_link_between_two_notebooks(tmp_path):
     _require_site()
     site = _copy(tmp_path)
-    (site / "02_reparameterization.html").unlink()
-    problems = _problems(site_check.check_site(site, pages=["01_elbo.html", "03_kl_divergence.html"]))
+    (site / "notebooks" / "02_reparameterization.html").unlink()
+    problems = _problems(site_check.check_site(site, pages=["notebooks/01_elbo.html", KL_PAGE], searches={}))
     assert "broken link '02_reparameterization.html'" in problems
 
 
-# ------------------------------------------------------------------ the builder's own pieces, no browser
-def test_links_point_at_the_sites_pages():
-    names = {"04_training_an_mlp_vae.ipynb", "05_latent_space.ipynb"}
+@pytest.mark.browser
+def test_the_search_check_fails_without_the_index_or_on_the_wrong_page(tmp_path):
+    _require_site()
+    site = _copy(tmp_path)
+    (site / "searchindex.js").unlink()
+    problems = _problems(site_check.check_site(site, pages=["index.html"],
+                                               searches={"VampPrior": "notebooks/12_learned_priors.html"}))
+    assert "search for 'VampPrior' found nothing" in problems
+    problems = _problems(site_check.check_site(SITE_DIR, pages=["index.html"],
+                                               searches={"VampPrior": "notebooks/01_elbo.html"}))
+    assert "search for 'VampPrior' does not rank notebooks/01_elbo.html among its first 3" in problems
+
+
+@pytest.mark.browser
+def test_the_bibliography_check_fails_when_a_citation_leads_to_another_work_or_nowhere(tmp_path):
+    _require_site()
+    site = _copy(tmp_path)
+    page = site / "notebooks" / "01_elbo.html"
+    text = page.read_text()
+    targets = re.findall(r'class="bibtex-citation"[^>]*>\[<a class="reference internal" href="([^"]+)"', text)
+    assert len(set(targets)) >= 2, "notebook 01 cites two works of the bibliography"
+    page.write_text(text.replace(targets[0], targets[1]))          # Kingma and Welling now lead to Rezende et al.
+    problems = _problems(site_check.check_site(site, pages=["notebooks/01_elbo.html"], searches={}))
+    assert "links to the entry of another work" in problems
+    (site / "bibliography.html").unlink()
+    problems = _problems(site_check.check_site(site, pages=["notebooks/01_elbo.html"], searches={}))
+    assert "links to no bibliography entry" in problems
+
+
+# ------------------------------------------------------------------ the course's own steps, no browser
+def test_links_point_at_the_sites_sources_and_lose_the_link_to_anything_else():
+    staged = {"notebooks/04_training_an_mlp_vae.ipynb", "notebooks/05_latent_space.ipynb", "docs/results.md"}
     text = ("[05](05_latent_space.ipynb) and [back](../README.md), [04](04_training_an_mlp_vae.ipynb#sum), "
-            "[lib](vae_lib), [a figure](figures/04_x.png), ![img](figures/04_x.png), [web](https://example.org)")
-    out = rewrite_links(text, names, from_readme=False, extra_pages={})
-    assert "[05](05_latent_space.html)" in out and "[back](index.html)" in out
-    assert "[04](04_training_an_mlp_vae.html#sum)" in out
+            "[lib](../vae_lib), [r](../docs/results.md#a), ![img](../figures/04_x.png), [web](https://example.org), "
+            "[06](06_vae_vs_autoencoder.ipynb)")
+    out = rewrite_links(text, "notebooks/05_latent_space.ipynb", staged)
+    assert "[05](05_latent_space.ipynb)" in out and "[back](../index.md)" in out
+    assert "[04](04_training_an_mlp_vae.ipynb#sum)" in out and "[r](../docs/results.md#a)" in out
     assert "[lib](" not in out and " lib," in out, "links to repository folders keep their text only"
-    assert "![img](figures/04_x.png)" in out and "[web](https://example.org)" in out
-    readme = rewrite_links("[`nb`](notebooks/05_latent_space.ipynb), [r](benchmarks/results/cpu.md)", names,
-                           from_readme=True, extra_pages={"benchmarks/results/cpu.md": "benchmarks-cpu.html"})
-    assert readme == "[`nb`](05_latent_space.html), [r](benchmarks-cpu.html)"
+    assert "![img](../figures/04_x.png)" in out and "[web](https://example.org)" in out
+    assert "[06](" not in out, "a notebook left out of the site (a partial build) is not linked"
+    readme = rewrite_links("[`nb`](notebooks/05_latent_space.ipynb), [bib](docs/references.bib), [c](LICENSE)",
+                           "README.md", staged)
+    assert readme == "[`nb`](notebooks/05_latent_space.ipynb), [bib](bibliography.md), c"
 
 
 def test_an_explorer_becomes_its_first_picture_and_a_progress_bar_disappears():
-    import nbformat
-
     state = {
         "box": {"model_name": "VBoxModel", "state": {"children": ["IPY_MODEL_slider", "IPY_MODEL_out"]}},
         "slider": {"model_name": "FloatSliderModel", "state": {"description": "z₁", "value": 0.5}},
@@ -123,8 +168,6 @@ def test_an_explorer_becomes_its_first_picture_and_a_progress_bar_disappears():
 
 
 def test_notebooks_run_two_at_a_time_and_a_failing_one_stops_the_build(tmp_path, monkeypatch):
-    import nbformat
-
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)      # each kernel gets its share of the cores
 
     from vae_lib.site import execute_many
@@ -146,28 +189,55 @@ def test_notebooks_run_two_at_a_time_and_a_failing_one_stops_the_build(tmp_path,
         execute_many([good[0], bad], timeout=60, jobs=2, log=lambda line: None)
 
 
-def test_a_solution_is_collapsed_on_its_page():
-    import nbformat
 
-    from vae_lib.site import _exporter
 
+def test_every_notebook_falls_in_its_part_and_a_new_one_joins_part_three():
+    assert course_site.part_of("01_elbo.ipynb").startswith("Part I:")
+    assert course_site.part_of("07_evaluating_a_vae.ipynb").startswith("Part I:")
+    assert course_site.part_of("08_convolutional_vae.ipynb").startswith("Part II:")
+    assert course_site.part_of("12_learned_priors.ipynb").startswith("Part III:")
+    assert course_site.part_of("13_hierarchical_vae.ipynb").startswith("Part III:")
+    assert page_name("13_hierarchical_vae.ipynb") == "notebooks/13_hierarchical_vae.html"
+
+
+def _solution_notebook():
     exercise = nbformat.v4.new_markdown_cell("## Exercises\n\n1. Add one and one.")
     solution = nbformat.v4.new_code_cell("# 1. the sum\nprint(1 + 1)")
     solution.metadata["tags"] = ["solution"]
     solution.outputs = [nbformat.v4.new_output("stream", name="stdout", text="2\n")]
-    nb = nbformat.v4.new_notebook(cells=[exercise, solution])
-    html_page, _ = _exporter().from_notebook_node(nb, resources={"course": None})
-    collapsed = re.search(r'<details class="course-solution"><summary>Solution[^<]*</summary>(.*?)</details>',
-                          html_page, re.S)
-    assert collapsed and "celltag_solution" in collapsed.group(1) and "<pre>2" in collapsed.group(1), \
-        "the solution cell and its output sit inside a closed <details>"
-    assert "add one and one" in html_page.split('<details class="course-solution">')[0].lower()
+    discussion = nbformat.v4.new_markdown_cell("*Solution 1.* It prints $2$.")
+    discussion.metadata["tags"] = ["solution"]
+    return nbformat.v4.new_notebook(cells=[exercise, solution, discussion])
+
+
+def test_a_kernel_that_never_starts_its_cell_is_stopped_and_the_notebook_run_once_more(tmp_path, monkeypatch):
+    from nbclient.exceptions import DeadKernelError
+
+    # A sleeping cell looks, from outside, like one the kernel never read: no CPU used while it "runs".
+    monkeypatch.setattr(course_site, "STALL_S", 2)
+    monkeypatch.setattr(course_site, "WATCH_S", 0.5)
+    idle = _code_notebook(tmp_path / "01_idle.ipynb", "import time\ntime.sleep(30)")
+    lines = []
+    with pytest.raises(DeadKernelError):
+        course_site.execute_many([idle], timeout=120, jobs=1, log=lines.append)
+    log = "\n".join(lines)
+    assert log.count("the kernel never started it") == 2, log
+    assert "01_idle.ipynb: executed again from the top, in a fresh kernel" in log
+
+
+def test_a_solution_is_collapsed_on_its_page():
+    nb = course_site.collapse_solutions(_solution_notebook())
+    exercise, code, discussion = nb.cells
+    assert "hide-cell" in code.metadata["tags"] and "solution" in code.metadata["tags"], \
+        "myst-nb shows a hide-cell cell, input and output, inside a closed <details>"
+    assert "solution" in code.metadata["mystnb"]["code_prompt_show"].lower()
+    assert re.fullmatch(r'<details class="course-solution">\n<summary>Solution 1 \(discussion\)</summary>\n\n'
+                        r"\*Solution 1\.\* It prints \$2\$\.\n\n</details>", discussion.source)
+    assert exercise.source.startswith("## Exercises"), "the exercise itself stays open"
 
 
 def test_every_picture_gets_the_interpretation_that_follows_it_as_alternative_text():
-    import nbformat
-
-    from vae_lib.site import _exporter, describe_images
+    from vae_lib.site import describe_images
 
     def plot_cell():
         cell = nbformat.v4.new_code_cell("plt.show()")
@@ -184,8 +254,89 @@ def test_every_picture_gets_the_interpretation_that_follows_it_as_alternative_te
     assert 'alt="Figure: The bars shrink as N grows. The gap stays."' in first
     assert "The gap" in second and "section" in second and "iVBORw0KGgo=" in second
     assert "image/png" in nb.cells[1].outputs[0]["data"], "the notebook itself is left as it was"
-    page, _ = _exporter().from_notebook_node(described, resources={"course": None})
-    assert "No description has been provided" not in page
+
+
+def test_sections_the_prose_names_become_cross_references():
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("## 2. The gap\n\ntext"),
+                                         nbformat.v4.new_markdown_cell("### 5. Monte Carlo")])
+    assert course_site.number_sections(nb, "01_elbo.ipynb") == {2, 5}
+    assert nb.cells[0].source.startswith("(nb01-section-2)=\n## 2. The gap")
+    sections = {"01_elbo.ipynb": {2, 5}, "03_kl_divergence.ipynb": {6}}
+    text = ("The identity of section 2 holds; Notebook 03's section 6 does it; section 9 has no heading; "
+            "$x$ in section 5, `section 2` and [section 2](#x) stay as they are.")
+    out = course_site.cross_reference_sections(text, "01_elbo.ipynb", sections)
+    assert "{ref}`section 2 <nb01-section-2>` holds" in out
+    assert "{ref}`Notebook 03's section 6 <nb03-section-6>`" in out
+    assert "section 9 has" in out and "{ref}`section 5 <nb01-section-5>`" in out
+    assert "`section 2` and [section 2](#x)" in out
+
+
+def test_each_work_of_a_reference_list_is_cited_from_the_bibliography():
+    bib = course_site.BIBLIOGRAPHY.read_text(encoding="utf-8")
+    keys = course_site.bibliography_keys(bib)
+    assert keys["1312.6114"] == "kingma2014auto"
+    cell = ("## References\n\n- Kingma and Welling (2014). [arXiv:1312.6114](https://arxiv.org/abs/1312.6114v2)\n"
+            "- A blog post. [link](https://example.org/post)")
+    out = course_site.cite_references(cell, keys).splitlines()
+    assert out[2].endswith("(in the bibliography: {cite:p}`kingma2014auto`)")
+    assert out[3] == "- A blog post. [link](https://example.org/post)", "a work outside the .bib is not cited"
+    assert course_site.cite_references("Some prose [x](https://arxiv.org/abs/1312.6114)", keys).endswith(")"), \
+        "only a References cell is touched"
+
+
+def _code_notebook(path, source, prose="# A notebook"):
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(prose),
+                                                   nbformat.v4.new_code_cell(source)]), path)
+    return path
+
+
+def test_the_cache_key_follows_code_library_and_data_but_not_prose():
+    a = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("one"), nbformat.v4.new_code_cell("x = 1")])
+    b = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("two"), nbformat.v4.new_code_cell("x = 1")])
+    c = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 2")])
+    key = course_site.cache_key(a, "lib1", "fashion-mnist")
+    assert key == course_site.cache_key(b, "lib1", "fashion-mnist"), "an edit of the prose needs no execution"
+    assert key != course_site.cache_key(c, "lib1", "fashion-mnist")
+    assert key != course_site.cache_key(a, "lib2", "fashion-mnist"), "a change in vae_lib executes again"
+    assert key != course_site.cache_key(a, "lib1", "mnist-5k")
+    assert len(course_site.library_fingerprint()) == 64
+
+
+def test_a_rebuild_executes_only_the_notebook_that_changed(tmp_path, monkeypatch):
+    library = {"fingerprint": "lib1"}
+    monkeypatch.setattr(course_site, "library_fingerprint", lambda: library["fingerprint"])
+    paths = [_code_notebook(tmp_path / f"0{i}_n.ipynb", f"print({i})") for i in (1, 2)]
+    cache = tmp_path / "cache"
+    quiet = {"log": lambda line: None, "timeout": 60, "jobs": 2}
+    done, executed = course_site.execute_cached(paths, cache, **quiet)
+    assert executed == ["01_n.ipynb", "02_n.ipynb"] and done["02_n.ipynb"].cells[1].outputs[0]["text"] == "2\n"
+    _code_notebook(paths[1], "print(22)", prose="# New prose")
+    done, executed = course_site.execute_cached(paths, cache, **quiet)
+    assert executed == ["02_n.ipynb"] and done["02_n.ipynb"].cells[1].outputs[0]["text"] == "22\n"
+    _code_notebook(paths[0], "print(1)", prose="# Only the prose changed")
+    done, executed = course_site.execute_cached(paths, cache, **quiet)
+    assert executed == [] and done["01_n.ipynb"].cells[0].source == "# Only the prose changed"
+    assert done["01_n.ipynb"].cells[1].outputs[0]["text"] == "1\n"
+    library["fingerprint"] = "lib2"                     # vae_lib changed: every page is stale
+    _, executed = course_site.execute_cached(paths, cache, **quiet)
+    assert executed == ["01_n.ipynb", "02_n.ipynb"]
+
+
+def test_a_broken_reference_fails_the_sphinx_build(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy(course_site.BIBLIOGRAPHY, src / "references.bib")
+    (src / "bibliography.md").write_text("# Bibliography\n\n```{bibliography}\n:all:\n```\n")
+    (src / "index.md").write_text("# Home\n\nSee {cite:p}`kingma2014auto` and {ref}`x`.\n\n"
+                                  "```{toctree}\n:hidden:\n\nbibliography\n```\n")
+    with pytest.raises(RuntimeError, match=r"undefined label: 'x'"):
+        course_site.sphinx_build(src, tmp_path / "html", log=lambda line: None)
+    (src / "index.md").write_text((src / "index.md").read_text().replace(" and {ref}`x`", ""))
+    course_site.sphinx_build(src, tmp_path / "html", log=lambda line: None)
+    home = (tmp_path / "html" / "index.html").read_text()
+    assert "Kingma and Welling, 2014" in home, "the citation is rendered from docs/references.bib"
+    assert (tmp_path / "html" / "_static" / "mathjax" / "tex-chtml.js").is_file(), "MathJax is served locally"
+    assert (tmp_path / "html" / "searchindex.js").is_file()
 
 
 def test_outside_links_are_allowed_only_to_the_bibliography():
@@ -194,4 +345,4 @@ def test_outside_links_are_allowed_only_to_the_bibliography():
     assert site_check.is_reference("https://doi.org/10.1109/5.726791")
     assert not site_check.is_reference("https://arxiv.org/abs/9999.99999")
     assert not site_check.is_reference("https://example.org/tracker.js")
-    assert site_check._check_link("https://example.org/", "01_elbo.html", SITE_DIR, []).startswith("link leaves")
+    assert site_check._check_link("https://example.org/", "notebooks/01_elbo.html", SITE_DIR, []).startswith("link leaves")

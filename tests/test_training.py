@@ -176,13 +176,15 @@ def test_config_key_depends_on_every_field():
         assert other.key() != CFG.key() and checkpoint_path(other) != checkpoint_path(CFG)
     for change in ({"channels": 16}, {"warmup_epochs": 3}, {"free_bits": 0.5}, {"labels_per_class": 5},
                    {"labels_per_class": 5, "label_seed": 1}, {"cycles": 4}, {"capacity": 20.0, "capacity_gamma": 1.0},
-                   {"prior": "vamp", "prior_components": 50}, {"prior": "mog", "prior_components": 50}):
+                   {"prior": "vamp", "prior_components": 50}, {"prior": "mog", "prior_components": 50},
+                   {"model": "hvae-top-down", "top_latent_dim": 4}):
         assert TrainConfig(**{**CFG.to_dict(), **change}).key() != CFG.key()
     assert TrainConfig().to_dict() == {   # the seed's settings, on the course's default data set
         "dataset": "fashion-mnist", "model": "vae", "latent_dim": 2, "hidden_dim": 400, "epochs": 10, "batch_size": 128,
         "lr": 1e-3, "likelihood": "bernoulli", "beta": 1.0, "binarize": False, "seed": 0,
         "channels": 32, "warmup_epochs": 0, "free_bits": 0.0, "labels_per_class": 0, "label_seed": 0,
-        "cycles": 0, "capacity": 0.0, "capacity_gamma": 0.0, "prior": "standard", "prior_components": 0, "prior_init": "random"}
+        "cycles": 0, "capacity": 0.0, "capacity_gamma": 0.0, "prior": "standard", "prior_components": 0, "prior_init": "random",
+        "top_latent_dim": 0}
 
 
 def test_fields_added_later_keep_the_existing_checkpoint_names():

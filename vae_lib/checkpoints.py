@@ -41,7 +41,9 @@ _PRIOR_CODE = ("_LOG_2PI", "PSEUDO_INPUT_MEAN", "PSEUDO_INPUT_STD", "_positive_i
 CODE_MODULES = {"data": ("Split", "load_split"), "likelihoods": None, "losses": None, "priors": _PRIOR_CODE,
                 "models/base": None, "models/mlp": None, "training": None}
 KIND_MODULES = {"conv": ("models/conv",), "made": ("models/made",), "made-hidden": ("models/made",),
-                "cvae": ("models/conditional",), "m2": ("models/conditional",), "judge": ("downstream",)}
+                "cvae": ("models/conditional",), "m2": ("models/conditional",), "judge": ("downstream",),
+                "hvae-bottom-up": ("models/hierarchical",), "hvae-top-down": ("models/hierarchical",),
+                "hvae-paper": ("models/hvae_paper", "models/hierarchical")}
 #: The fields TrainConfig had when the first checkpoints were written. Fields added since enter a
 #: checkpoint's key only when they differ from their defaults, so existing names stay valid.
 _FIRST_FIELDS = ("dataset", "model", "latent_dim", "hidden_dim", "epochs", "batch_size", "lr", "likelihood",
@@ -128,6 +130,7 @@ class TrainConfig:
     prior: str = "standard"         # p(z): "standard", "mog" or "vamp" (notebook 12; vae_lib.priors)
     prior_components: int = 0       # K, the components of a mixture prior (0 for the standard normal)
     prior_init: str = "random"      # a VampPrior's pseudo-inputs: "random" (N(0.05, 0.01^2)) or "data" (K images)
+    top_latent_dim: int = 0         # a hierarchical VAE's second layer z_2 (notebook 13); 0: one layer
 
     def __post_init__(self):
         if self.prior_init not in ("random", "data") or (self.prior_init == "data" and self.prior != "vamp"):
@@ -158,12 +161,14 @@ class TrainConfig:
         labels = f"_l{self.labels_per_class}s{self.label_seed}" if self.labels_per_class else ""
         prior = f"_{self.prior}{self.prior_components}{'d' if self.prior_init == 'data' else ''}" \
             if self.prior != "standard" else ""
-        return f"{self.model}_{self.dataset}_z{self.latent_dim}_{width}_e{self.epochs}{labels}{prior}_{self.key()}.pt"
+        top = f"-{self.top_latent_dim}" if self.top_latent_dim else ""
+        return f"{self.model}_{self.dataset}_z{self.latent_dim}{top}_{width}_e{self.epochs}{labels}{prior}_{self.key()}.pt"
 
     def build(self) -> nn.Module:
         """A fresh, untrained model of this configuration (:func:`vae_lib.registry.build_model`)."""
         return build_model(self.model, self.latent_dim, self.hidden_dim, likelihood=self.likelihood,
-                           channels=self.channels, prior=self.prior, prior_components=self.prior_components)
+                           channels=self.channels, prior=self.prior, prior_components=self.prior_components,
+                           top_latent_dim=self.top_latent_dim)
 
 
 def checkpoint_path(config: TrainConfig, folder: str | Path | None = None) -> Path:

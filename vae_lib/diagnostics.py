@@ -10,6 +10,8 @@
   added in one part and subtracted in the other, so in expectation any function in its place gives
   the same sum. What checks log q(z) is the quadrature against the Monte Carlo estimate of
   KL(q(z) || p(z)) for a 2-D model, and that neither part is negative.
+* :func:`posterior_surgery`: the same split for any set of Gaussian posteriors against N(0, I), such as
+  one layer of a hierarchical VAE (notebook 13).
 * :func:`draw_kl_per_dimension`: the bar chart of notebook 10's slider.
 
 Introduced in notebook 10.
@@ -207,30 +209,16 @@ def elbo_surgery(model: nn.Module, images: torch.Tensor, n_samples: int = 2000, 
     its Monte Carlo value, and check that both parts are >= 0 (notebook 10 does both). Notebook 10.
     """
     n_samples = _positive_int(n_samples, "n_samples")
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise ValueError("generator must be a torch.Generator or None")
+    _check_surgery_generator(generator)
     _check_vae(model)
     mu, logvar = posterior_parameters(model, images, labels)
-    n, d = mu.shape
-
-    def draw():
-        rows = torch.randint(0, n, (n_samples,), generator=generator)
-        eps = torch.randn(n_samples, d, generator=generator, dtype=DTYPE)
-        return rows, mu[rows] + (0.5 * logvar[rows]).exp() * eps, eps
-
-    rows, z, eps = draw()
-    log_cond = -0.5 * (eps ** 2 + logvar[rows] + _LOG_2PI).sum(-1)      # log q(z | x_n) at its own draw
-    info = log_cond - log_aggregate_posterior(z, mu, logvar)
-    mi, mi_se = info.mean().item(), (info.std() / math.sqrt(n_samples)).item()
-    if model.prior.closed_form_kl:
-        average_kl, average_kl_se = model.prior.kl(None, mu, logvar).sum(-1).mean().item(), 0.0
-    else:   # E_n E_q[log q(z|x_n) - log p(z)] from the same draws
-        rate = log_cond - _log_prior(model, z)
-        average_kl, average_kl_se = rate.mean().item(), (rate.std() / math.sqrt(n_samples)).item()
+    d = mu.shape[1]
+    closed = model.prior.kl(None, mu, logvar).sum(-1).mean().item() if model.prior.closed_form_kl else None
+    average_kl, average_kl_se, mi, mi_se, draw = _information(mu, logvar, n_samples, generator,
+                                                               lambda z: _log_prior(model, z), closed)
     if grid is None:
-        _, z2, _ = draw()
-        values = log_aggregate_posterior(z2, mu, logvar) - _log_prior(model, z2)
-        marginal, marginal_se, method = values.mean().item(), (values.std() / math.sqrt(n_samples)).item(), "Monte Carlo"
+        marginal, marginal_se = _marginal_kl_by_monte_carlo(mu, logvar, draw, lambda z: _log_prior(model, z))
+        method = "Monte Carlo"
     else:
         auto = isinstance(grid, str) and grid == "auto" and d == 2
         if auto:   # the posteriors' box; a step that halves until the sum no longer moves
@@ -248,6 +236,60 @@ def elbo_surgery(model: nn.Module, images: torch.Tensor, n_samples: int = 2000, 
                 return Surgery(average_kl, mi, mi_se, marginal, 0.0, "quadrature", error, average_kl_se)
             grid = LatentGrid(grid.span, 2 * grid.steps - 1)
     return Surgery(average_kl, mi, mi_se, marginal, marginal_se, method, 0.0, average_kl_se)
+
+
+def _check_surgery_generator(generator) -> None:
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise ValueError("generator must be a torch.Generator or None")
+
+
+def _information(mu: torch.Tensor, logvar: torch.Tensor, n_samples: int, generator, log_prior, closed_kl: float | None):
+    """ELBO surgery's first part, I_q(x; z), by Monte Carlo over ``n_samples`` draws of (n, z ~ q(z|x_n));
+    the average KL (``closed_kl`` if given, else from the same draws); and the function that draws."""
+    n, d = mu.shape
+
+    def draw():
+        rows = torch.randint(0, n, (n_samples,), generator=generator)
+        eps = torch.randn(n_samples, d, generator=generator, dtype=DTYPE)
+        return rows, mu[rows] + (0.5 * logvar[rows]).exp() * eps, eps
+
+    rows, z, eps = draw()
+    log_cond = -0.5 * (eps ** 2 + logvar[rows] + _LOG_2PI).sum(-1)      # log q(z | x_n) at its own draw
+    info = log_cond - log_aggregate_posterior(z, mu, logvar)
+    mi, mi_se = info.mean().item(), (info.std() / math.sqrt(n_samples)).item()
+    if closed_kl is not None:
+        return closed_kl, 0.0, mi, mi_se, draw
+    rate = log_cond - log_prior(z)   # E_n E_q[log q(z|x_n) - log p(z)] from the same draws
+    return rate.mean().item(), (rate.std() / math.sqrt(n_samples)).item(), mi, mi_se, draw
+
+
+def _marginal_kl_by_monte_carlo(mu, logvar, draw, log_prior) -> tuple[float, float]:
+    """KL(q(z) || p(z)) = E_{q(z)}[log q(z) - log p(z)] from a fresh set of draws, with its standard error."""
+    _, z, _ = draw()
+    values = log_aggregate_posterior(z, mu, logvar) - log_prior(z)
+    return values.mean().item(), (values.std() / math.sqrt(len(values))).item()
+
+
+def posterior_surgery(mu: torch.Tensor, logvar: torch.Tensor, n_samples: int = 2000,
+                      generator: torch.Generator | None = None) -> Surgery:
+    """ELBO surgery, by Monte Carlo, of N Gaussian posteriors ``(mu, logvar)`` (N, d) against N(0, I):
+    the average KL(q(z|x_n) || N(0, I)) (closed form) as I_q + KL(q(z) || N(0, I)), as :func:`elbo_surgery`
+    does for a model's encoder. For a layer of a hierarchical VAE, e.g. the top one's q(z_L|.) from
+    :meth:`~vae_lib.models.HierarchicalVAE.top_posterior` (notebook 13)."""
+    n_samples = _positive_int(n_samples, "n_samples")
+    _check_surgery_generator(generator)
+    if not (isinstance(mu, torch.Tensor) and isinstance(logvar, torch.Tensor) and mu.ndim == 2
+            and mu.shape == logvar.shape and mu.shape[0] >= 2):
+        raise ValueError("mu and logvar must be tensors of the same shape (N, d) with N >= 2")
+    mu, logvar = mu.to(DTYPE).cpu(), logvar.to(DTYPE).cpu()
+    closed = (0.5 * (mu ** 2 + logvar.exp() - 1 - logvar)).sum(-1).mean().item()
+
+    def log_standard(z):
+        return -0.5 * (z ** 2 + _LOG_2PI).sum(-1)
+
+    average_kl, _, mi, mi_se, draw = _information(mu, logvar, n_samples, generator, log_standard, closed)
+    marginal, marginal_se = _marginal_kl_by_monte_carlo(mu, logvar, draw, log_standard)
+    return Surgery(average_kl, mi, mi_se, marginal, marginal_se, "Monte Carlo")
 
 
 def draw_kl_per_dimension(results: Mapping[float, torch.Tensor], value: float, what: str = "free bits λ",

@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from ..likelihoods import dequantize, eight_bit_offset
 from .joint import (_check_generator, _check_model, _check_q, _check_x, _decoder_log_joint, DTYPE, _f64, _is_vae,
-                    _likelihood, _LOG_2PI, log_mean_exp, _max_rows, _positive_int)
+                    _likelihood, _LOG_2PI, log_mean_exp, _max_rows, _own_weights, _positive_int)
 
 
 def importance_log_weights(model, x: torch.Tensor, n_samples: int, q=None, batch_size: int | None = None,
@@ -30,11 +30,18 @@ def importance_log_weights(model, x: torch.Tensor, n_samples: int, q=None, batch
     ``model`` is a VAE or a ``log_joint`` function (see :mod:`vae_lib.evaluation.joint`); ``q`` overrides
     the encoder's (mu, logvar). Images go ``batch_size`` at a time (default: as many as keep
     about 8192 decoded rows in memory); the draws z = mu + sigma * eps use ``generator``.
-    ``labels``: the images' labels, for a conditional VAE. Introduced in notebook 07.
+    ``labels``: the images' labels, for a conditional VAE. A model without one Gaussian q(z|x) that
+    has its own ``log_weights(x, n_samples, generator)`` (the hierarchical VAE, notebook 13) draws them
+    itself, on its own device; ``q``, ``batch_size`` and ``progress`` do not apply to it. Introduced in
+    notebook 07.
     """
     x = _check_x(x)
     n_samples = _positive_int(n_samples, "n_samples")
     _check_model(model, x, labels)
+    if _own_weights(model):
+        if q is not None:
+            raise ValueError(f"{type(model).__name__} draws from its own q: call it without q=")
+        return model.log_weights(x, n_samples, generator=_check_generator(generator))
     mu, logvar = _check_q(model, x, q, labels)
     generator = _check_generator(generator)
     if _is_vae(model):
@@ -104,6 +111,13 @@ def iwae_bound(model, x: torch.Tensor, k: int, q=None, batch_size: int | None = 
     x = _check_x(x)
     k = _positive_int(k, "k")
     _check_model(model, x, labels)
+    if _own_weights(model):   # its own draws, a chunk of samples at a time
+        chunk, running = max(1, _max_rows(model) // x.shape[0]), None
+        for s in range(0, k, chunk):
+            lw = importance_log_weights(model, x, min(chunk, k - s), q=q, generator=generator)
+            part = torch.logsumexp(lw, dim=0)
+            running = part if running is None else torch.logaddexp(running, part)
+        return running - math.log(k)
     mu, logvar = _check_q(model, x, q, labels)
     n = x.shape[0]
     if batch_size is None:

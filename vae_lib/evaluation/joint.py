@@ -29,7 +29,7 @@ MAX_ROWS = 8192
 def _max_rows(model) -> int:
     """:data:`MAX_ROWS` for a decoder of one or two numbers per pixel, fewer for one of more (a 256-way
     categorical outputs 256 per pixel), so that a decoded chunk stays about the same size in memory."""
-    per_pixel = getattr(_likelihood(model), "params_per_pixel", 1) if _is_vae(model) else 1
+    per_pixel = getattr(_likelihood(model), "params_per_pixel", 1) if _is_vae(model) or _own_weights(model) else 1
     return max(1, MAX_ROWS * 2 // max(2, per_pixel))
 
 
@@ -38,6 +38,12 @@ def _max_rows(model) -> int:
 
 def _is_vae(model) -> bool:
     return isinstance(model, nn.Module) and hasattr(model, "encode") and hasattr(model, "decode_logits")
+
+
+def _own_weights(model) -> bool:
+    """A model with no single Gaussian q(z|x) that computes its importance weights itself, with a
+    method ``log_weights(x, n_samples, generator)`` (the hierarchical VAE of notebook 13)."""
+    return isinstance(model, nn.Module) and not _is_vae(model) and callable(getattr(model, "log_weights", None))
 
 
 def _positive_int(value, name: str, minimum: int = 1) -> int:
@@ -63,10 +69,12 @@ def _likelihood(model):
 
 
 def _check_model(model, x: torch.Tensor, labels=None) -> None:
-    if _is_vae(model):
+    if _is_vae(model) or _own_weights(model):
         _likelihood(model).check(x, name="x")
         if x.shape[1] != model.input_dim:
             raise ValueError(f"x has {x.shape[1]} pixels but the model expects {model.input_dim}")
+        if _own_weights(model) and labels is not None:
+            raise ValueError(f"{type(model).__name__} is not conditional: call it without labels")
         if getattr(model, "conditional", False) and labels is None:
             raise ValueError(f"{type(model).__name__} is conditional: pass the images' labels=...")
         if labels is not None and (not isinstance(labels, torch.Tensor) or labels.shape != (x.shape[0],)):
