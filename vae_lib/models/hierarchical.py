@@ -78,7 +78,36 @@ class _Gaussian(nn.Module):
         return mu, F.hardtanh(logvar, *LOGVAR_RANGE)
 
 
-class HierarchicalVAE(nn.Module):
+class LayeredSizes:
+    """What every model with stacked latent layers (``latent_dims``, z_1 first) answers about its sizes:
+    :class:`HierarchicalVAE` and the paper's :class:`~vae_lib.models.TwoLevelGatedVAE`."""
+
+    @property
+    def levels(self) -> int:
+        """The number of stochastic layers L."""
+        return len(self.latent_dims)
+
+    @property
+    def latent_dim(self) -> int:
+        """All latent dimensions together: the columns of the KL that ``loss_terms`` returns."""
+        return sum(self.latent_dims)
+
+    @property
+    def output_dim(self) -> int:
+        """Numbers the decoder outputs per image: pixels times the likelihood's numbers per pixel."""
+        return self.input_dim * self.likelihood.params_per_pixel
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def layer_slices(self) -> list[slice]:
+        """The columns of each layer in the KL of ``loss_terms``, z_1 first."""
+        ends = torch.tensor(self.latent_dims).cumsum(0).tolist()
+        return [slice(e - d, e) for d, e in zip(self.latent_dims, ends)]
+
+
+class HierarchicalVAE(LayeredSizes, nn.Module):
     """A VAE with ``len(latent_dims)`` stacked Gaussian layers; ``latent_dims[0]`` is z_1, next to x.
 
     ``inference``: ``"bottom-up"`` or ``"top-down"`` (see the module). Every block is one linear layer
@@ -108,31 +137,6 @@ class HierarchicalVAE(nn.Module):
         self.p = nn.ModuleList(nn.Sequential(nn.Linear(dims[i + 1], h), nn.ReLU(), _Gaussian(h, dims[i]))
                                for i in range(len(dims) - 1))
         self.decoder = nn.Sequential(nn.Linear(dims[0], h), nn.ReLU(), nn.Linear(h, self.output_dim))
-
-    # -- sizes
-    @property
-    def levels(self) -> int:
-        """The number of stochastic layers L."""
-        return len(self.latent_dims)
-
-    @property
-    def latent_dim(self) -> int:
-        """All latent dimensions together: the columns of the KL that :meth:`loss_terms` returns."""
-        return sum(self.latent_dims)
-
-    @property
-    def output_dim(self) -> int:
-        """Numbers the decoder outputs per image: pixels times the likelihood's numbers per pixel."""
-        return self.input_dim * self.likelihood.params_per_pixel
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
-
-    def layer_slices(self) -> list[slice]:
-        """The columns of each layer in the KL of :meth:`loss_terms`, z_1 first."""
-        ends = torch.tensor(self.latent_dims).cumsum(0).tolist()
-        return [slice(e - d, e) for d, e in zip(self.latent_dims, ends)]
 
     # -- one pass of inference
     def infer(self, x: torch.Tensor, eps: list[torch.Tensor] | None = None) -> dict[str, list]:
@@ -254,34 +258,28 @@ class HierarchicalVAE(nn.Module):
         active units of a layer are then the dimensions with Var_x(E_q[z_l|x]) > 0.01.
         """
         check_input(x, self.input_dim, "HierarchicalVAE.layer_means")
-        n_draws = _check_n(n_draws)
-        was_training = self.training
-        self.eval()
-        x = x.to(self.device)
-        where = generator.device if generator is not None else self.device
-        sums = [torch.zeros(x.shape[0], d, dtype=torch.float64) for d in self.latent_dims]
-        for _ in range(n_draws):
-            eps = [torch.randn(x.shape[0], d, generator=generator, device=where) for d in self.latent_dims]
-            for total, (mu, _) in zip(sums, self.infer(x, eps)["q"]):
-                total += mu.cpu().double()
-        self.train(was_training)
-        return [total / n_draws for total in sums]
+        return self._average_over_draws(x, n_draws, generator, lambda out: [mu for mu, _ in out["q"]])
 
     @torch.no_grad()
     def layer_kls(self, x: torch.Tensor, n_draws: int = 1, generator: torch.Generator | None = None) -> list[torch.Tensor]:
         """Each layer's KL term per dimension, averaged over the images ``x`` and ``n_draws`` draws of
         q: a list of (d_l,) float64 tensors, z_1 first. Summed, the rate of the ELBO."""
         check_input(x, self.input_dim, "HierarchicalVAE.layer_kls")
+        return self._average_over_draws(x, n_draws, generator, lambda out: [k.mean(0) for k in self.layer_kl(out)])
+
+    def _average_over_draws(self, x: torch.Tensor, n_draws: int, generator, per_layer) -> list[torch.Tensor]:
+        """The mean over ``n_draws`` passes of :meth:`infer` (in eval mode) of ``per_layer(out)``, one
+        tensor per layer, each float64 on the CPU."""
         n_draws = _check_n(n_draws)
         was_training = self.training
         self.eval()
         x = x.to(self.device)
         where = generator.device if generator is not None else self.device
-        sums = [torch.zeros(d, dtype=torch.float64) for d in self.latent_dims]
+        sums = None
         for _ in range(n_draws):
             eps = [torch.randn(x.shape[0], d, generator=generator, device=where) for d in self.latent_dims]
-            for total, kl in zip(sums, self.layer_kl(self.infer(x, eps))):
-                total += kl.cpu().double().mean(0)
+            values = [v.cpu().double() for v in per_layer(self.infer(x, eps))]
+            sums = values if sums is None else [a + b for a, b in zip(sums, values)]
         self.train(was_training)
         return [total / n_draws for total in sums]
 

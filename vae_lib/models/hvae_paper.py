@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from ..data import INPUT_DIM
 from ..likelihoods import Likelihood, get_likelihood
 from .base import _check_n, _check_sizes, check_input
-from .hierarchical import MAX_ROWS, log_normal
+from .hierarchical import MAX_ROWS, LayeredSizes, log_normal
 from .mlp import GatedDense
 
 #: Their hardtanh on every log-variance of z.
@@ -43,7 +43,7 @@ class _NonLinear(nn.Module):
         return out if self.bounds is None else F.hardtanh(out, *self.bounds)
 
 
-class TwoLevelGatedVAE(nn.Module):
+class TwoLevelGatedVAE(LayeredSizes, nn.Module):
     """The paper's two-level gated VAE: q(z_2|x) q(z_1|x, z_2), p(x|z_1, z_2) p(z_1|z_2) N(z_2; 0, I).
 
     ``latent_dims``: (z_1, z_2) sizes, (40, 40) in the paper; ``hidden_dim``: every gated layer's width,
@@ -93,26 +93,6 @@ class TwoLevelGatedVAE(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / m.in_features))
-
-    # -- sizes
-    @property
-    def latent_dim(self) -> int:
-        """All latent dimensions together: the columns of the KL that :meth:`loss_terms` returns."""
-        return sum(self.latent_dims)
-
-    @property
-    def output_dim(self) -> int:
-        """Numbers the decoder outputs per image: pixels times the likelihood's numbers per pixel."""
-        return self.input_dim * self.likelihood.params_per_pixel
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
-
-    def layer_slices(self) -> list[slice]:
-        """The columns of each layer in the KL of :meth:`loss_terms`: z_1's, then z_2's."""
-        d1, d2 = self.latent_dims
-        return [slice(0, d1), slice(d1, d1 + d2)]
 
     # -- the four conditionals
     def q_z2(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
