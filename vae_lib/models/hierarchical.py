@@ -79,8 +79,9 @@ class _Gaussian(nn.Module):
 
 
 class LayeredSizes:
-    """What every model with stacked latent layers (``latent_dims``, z_1 first) answers about its sizes:
-    :class:`HierarchicalVAE` and the paper's :class:`~vae_lib.models.TwoLevelGatedVAE`."""
+    """What every model with stacked latent layers (``latent_dims``, z_1 first) shares, :class:`HierarchicalVAE`
+    and the paper's :class:`~vae_lib.models.TwoLevelGatedVAE`: its sizes, and the importance weights built
+    from the model's ``_log_weight_terms(x, eps)`` (the terms of log p(x, z) - log q(z|x) at one draw)."""
 
     @property
     def levels(self) -> int:
@@ -105,6 +106,34 @@ class LayeredSizes:
         """The columns of each layer in the KL of ``loss_terms``, z_1 first."""
         ends = torch.tensor(self.latent_dims).cumsum(0).tolist()
         return [slice(e - d, e) for d, e in zip(self.latent_dims, ends)]
+
+    @torch.no_grad()
+    def log_weights(self, x: torch.Tensor, n_samples: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Log importance weights log p(x, z_1..z_L) - log q(z_1..z_L | x) for ``n_samples`` draws of q
+        per image: float64, shape (n_samples, N), every term Monte Carlo (no closed form), summed over
+        pixels and dimensions in float64, on the model's device (the CPU for MPS). The draws are made on
+        ``generator``'s device (else the model's) and moved, so a CPU generator gives the same numbers
+        on every device. Their mean over draws estimates the ELBO;
+        :func:`vae_lib.evaluation.iwae_from_log_weights` makes IWAE_k.
+        """
+        check_input(x, self.input_dim, f"{type(self).__name__}.log_weights")
+        n_samples = _check_n(n_samples)
+        was_training = self.training
+        self.eval()
+        device, n = self.device, x.shape[0]
+        work = torch.device("cpu") if device.type == "mps" else device      # MPS has no float64
+        x = x.to(device)
+        out = torch.empty(n_samples, n, dtype=torch.float64, device=work)
+        rows = max(1, MAX_ROWS * 2 // max(2, self.likelihood.params_per_pixel))   # a 256-way output is 128x larger
+        per_chunk = max(1, rows // n)
+        where = generator.device if generator is not None else device
+        for s in range(0, n_samples, per_chunk):
+            m = min(per_chunk, n_samples - s)
+            eps = [torch.randn(m * n, d, generator=generator, device=where).to(device) for d in self.latent_dims]
+            terms = self._log_weight_terms(x.repeat(m, 1), eps)
+            out[s:s + m] = sum(t.to(work).double().sum(-1) for t in terms).view(m, n)
+        self.train(was_training)
+        return out
 
 
 class HierarchicalVAE(LayeredSizes, nn.Module):
@@ -216,37 +245,12 @@ class HierarchicalVAE(LayeredSizes, nn.Module):
         rec = lik.nll(self.decode_logits(inference["z"][0]), x, validate=validate)
         return rec, torch.cat(self.layer_kl(inference), dim=-1), None
 
-    @torch.no_grad()
-    def log_weights(self, x: torch.Tensor, n_samples: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Log importance weights log p(x, z_1..z_L) - log q(z_1..z_L | x) for ``n_samples`` draws of q
-        per image: float64, shape (n_samples, N), every term Monte Carlo (no closed form), summed over
-        pixels and dimensions in float64, on the model's device (the CPU for MPS). The draws are made on
-        ``generator``'s device (else the model's) and moved, so a CPU generator gives the same numbers
-        on every device. Their mean over
-        draws estimates the ELBO; :func:`vae_lib.evaluation.iwae_from_log_weights` makes IWAE_k.
-        """
-        check_input(x, self.input_dim, "HierarchicalVAE.log_weights")
-        n_samples = _check_n(n_samples)
-        was_training = self.training
-        self.eval()
-        device, n = self.device, x.shape[0]
-        work = torch.device("cpu") if device.type == "mps" else device      # MPS has no float64
-        x = x.to(device)
-        out = torch.empty(n_samples, n, dtype=torch.float64, device=work)
-        rows = max(1, MAX_ROWS * 2 // max(2, self.likelihood.params_per_pixel))   # a 256-way output is 128x larger
-        per_chunk = max(1, rows // n)
-        where = generator.device if generator is not None else device
-        for s in range(0, n_samples, per_chunk):
-            m = min(per_chunk, n_samples - s)
-            eps = [torch.randn(m * n, d, generator=generator, device=where).to(device) for d in self.latent_dims]
-            xr = x.repeat(m, 1)
-            inference = self.infer(xr, eps)
-            log_w = self.likelihood.log_prob(self.decode_logits(inference["z"][0]), xr).to(work).double().sum(-1)
-            for z, (mq, lq), (mp, lp) in zip(inference["z"], inference["q"], inference["p"]):
-                log_w += (log_normal(z, mp, lp) - log_normal(z, mq, lq)).to(work).double().sum(-1)
-            out[s:s + m] = log_w.view(m, n)
-        self.train(was_training)
-        return out
+    def _log_weight_terms(self, x: torch.Tensor, eps: list[torch.Tensor]) -> list[torch.Tensor]:
+        """:meth:`LayeredSizes.log_weights`' terms for one pass with noise ``eps``: log p(x|z_1) per pixel,
+        then log p(z_l|.) - log q(z_l|.) per dimension of each layer, every term at the draws."""
+        inference = self.infer(x, eps)
+        terms = [self.likelihood.log_prob(self.decode_logits(inference["z"][0]), x)]
+        return terms + [log_normal(z, *p) - log_normal(z, *q) for z, q, p in zip(inference["z"], inference["q"], inference["p"])]
 
     # -- per-layer diagnostics
     @torch.no_grad()

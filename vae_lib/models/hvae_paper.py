@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from ..data import INPUT_DIM
 from ..likelihoods import Likelihood, get_likelihood
 from .base import _check_n, _check_sizes, check_input
-from .hierarchical import MAX_ROWS, LayeredSizes, log_normal
+from .hierarchical import LayeredSizes, log_normal
 from .mlp import GatedDense
 
 #: Their hardtanh on every log-variance of z.
@@ -154,31 +154,11 @@ class TwoLevelGatedVAE(LayeredSizes, nn.Module):
         rec = lik.nll(self.decode_logits(*inference["z"]), x, validate=validate)
         return rec, self._log_ratios(inference), None
 
-    @torch.no_grad()
-    def log_weights(self, x: torch.Tensor, n_samples: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Log importance weights log p(x, z_1, z_2) - log q(z_1, z_2 | x) for ``n_samples`` draws of q
-        per image: float64, shape (n_samples, N), summed over pixels and dimensions in float64. The
-        draws are made on ``generator``'s device (else the model's) and moved. Their mean over draws
-        estimates the ELBO; :func:`vae_lib.evaluation.iwae_from_log_weights` makes IWAE_k."""
-        check_input(x, self.input_dim, "TwoLevelGatedVAE.log_weights")
-        n_samples = _check_n(n_samples)
-        was_training = self.training
-        self.eval()
-        device, n = self.device, x.shape[0]
-        x = x.to(device)
-        out = torch.empty(n_samples, n, dtype=torch.float64, device=device)
-        per_chunk = max(1, MAX_ROWS // n)
-        where = generator.device if generator is not None else device
-        for s in range(0, n_samples, per_chunk):
-            m = min(per_chunk, n_samples - s)
-            eps = [torch.randn(m * n, d, generator=generator, device=where).to(device) for d in self.latent_dims]
-            xr = x.repeat(m, 1)
-            inference = self.infer(xr, eps)
-            log_w = self.likelihood.log_prob(self.decode_logits(*inference["z"]), xr).double().sum(-1)
-            log_w -= self._log_ratios(inference).double().sum(-1)
-            out[s:s + m] = log_w.view(m, n)
-        self.train(was_training)
-        return out
+    def _log_weight_terms(self, x: torch.Tensor, eps: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The terms of one pass of ``log_weights`` with noise ``eps``: log p(x|z_1, z_2) per pixel and
+        minus the log-ratios per latent dimension (:meth:`_log_ratios`)."""
+        inference = self.infer(x, eps)
+        return [self.likelihood.log_prob(self.decode_logits(*inference["z"]), x), -self._log_ratios(inference)]
 
     # -- generation
     @torch.no_grad()
