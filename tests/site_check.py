@@ -2,13 +2,14 @@
 
 For each page (the home page, every notebook page, every other page the build wrote): it loaded
 with no failed request and no console error; where it has math, the local MathJax typeset it (no
-raw LaTeX delimiters left in its text, no MathJax error) with assistive MathML for screen readers;
+raw LaTeX delimiters left in its text, no MathJax error) with assistive MathML for screen readers, and
+its title (the browser's tab, where nothing typesets math) holds no TeX;
 every image has loaded (natural width > 0); every internal link resolves to a page of the site (and
 an anchor, to an element of it), and every outside link is a reference of ``docs/references.bib``;
 every citation links to the bibliography's entry of the work it names (its first author and year);
 and a notebook's page shows its summary and cites its references from the bibliography. Then the
 site's offline search is asked each query of ``SEARCHES`` and must rank the right page among its
-first three results.
+first three results, with no TeX in the results' titles.
 ``tests/test_site.py`` runs :func:`check_site` on the built site and on broken copies of it.
 """
 from __future__ import annotations
@@ -46,6 +47,7 @@ _PAGE_JS = r"""
     math_errors: document.querySelectorAll('mjx-merror, merror').length
                  + (document.body.innerText.match(/Math Processing Error/g) || []).length,
     headings: Array.from(document.querySelectorAll('h1, h2')).map(h => h.innerText.replace(/[¶#]/g, '').trim()),
+    title: document.title,
   };
 }
 """
@@ -62,18 +64,20 @@ async () => {
   for (let i = 0; i < 600; i++) {
     const status = document.querySelector('.search-summary');
     if (status && /finished|did not match/i.test(status.innerText)) {
-      return {status: status.innerText,
-              results: Array.from(document.querySelectorAll('#search-results ul.search > li > a'))
-                            .map(a => a.getAttribute('href'))};
+      const links = Array.from(document.querySelectorAll('#search-results ul.search > li > a'));
+      return {status: status.innerText, results: links.map(a => a.getAttribute('href')),
+              texts: links.map(a => a.innerText)};
     }
     await new Promise(r => setTimeout(r, 50));
   }
   const status = document.querySelector('.search-summary');
-  return {status: status ? status.innerText : 'no search status on the page', results: []};
+  return {status: status ? status.innerText : 'no search status on the page', results: [], texts: []};
 }
 """
 #: Raw TeX that typeset math would not leave in a page's text.
 RAW_TEX = re.compile(r"\$\$|\$[^$\n]{1,200}\$|\\\(|\\\[|\\(?:frac|mathbb|mathcal|operatorname|sum|int|log)\b")
+#: TeX in plain text that MathJax never typesets (a browser tab's title, a search result's title).
+TEX_IN_PLAIN_TEXT = re.compile(r"[\\$]")
 #: The search check's queries, each with the page that must come among the first ``SEARCH_RANK`` results.
 SEARCHES = {"posterior collapse": "notebooks/10_posterior_collapse.html",
             "VampPrior": "notebooks/12_learned_priors.html"}
@@ -166,6 +170,8 @@ def check_page(context, origin: str, page: str, folder: Path, timeout_s: float =
     raw = RAW_TEX.findall(info["text"])
     if raw:
         report.problems.append(f"raw LaTeX left in the text (math not typeset): {raw[:5]}")
+    if TEX_IN_PLAIN_TEXT.search(info["title"]):
+        report.problems.append(f"raw TeX in the page's title (the browser's tab): {info['title']!r}")
     for image in info["images"]:
         if not image["complete"] or image["width"] == 0:
             report.problems.append(f"image did not load: {image['src']}")
@@ -235,6 +241,8 @@ def check_search(context, origin: str, query: str, expected: str, screenshot: Pa
     report.problems += failed
     results = [urldefrag(urljoin(f"{origin}/search.html", href))[0].removeprefix(origin + "/")
                for href in found["results"]]
+    report.problems += [f"raw TeX in a search result's title: {text!r}" for text in found["texts"]
+                        if TEX_IN_PLAIN_TEXT.search(text)]
     if not results:
         report.problems.append(f"search for {query!r} found nothing ({found['status']})")
     elif expected not in results[:SEARCH_RANK]:

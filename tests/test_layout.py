@@ -9,7 +9,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "vae_lib"
 #: The layers from the bottom: a module may import its own layer's modules and those of lower layers only.
 LAYERS = [
     {"utils", "course", "widgets", "student"},
-    {"data", "expected", "site", "book"},
+    {"data", "expected", "site", "site_capture", "book"},
     {"likelihoods", "plots", "labels"},
     {"losses"},
     {"priors"},
@@ -17,8 +17,8 @@ LAYERS = [
     {"registry"},
     {"training"},
     {"evaluation", "checkpoints", "pipelines", "theory"},
-    {"diagnostics", "latent", "downstream", "compare", "train", "sample_quality"},
-    {"prior_report", "hierarchy_report"},
+    {"diagnostics", "latent", "downstream", "compare", "train", "sample_quality", "ood"},
+    {"prior_report", "hierarchy_report", "codebooks", "latent_diffusion"},
 ]
 
 

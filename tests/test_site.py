@@ -9,6 +9,7 @@ into a failure. The course's own build steps (``vae_lib.site``) are tested witho
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -125,6 +126,25 @@ def test_the_bibliography_check_fails_when_a_citation_leads_to_another_work_or_n
     (site / "bibliography.html").unlink()
     problems = _problems(site_check.check_site(site, pages=["notebooks/01_elbo.html"], searches={}))
     assert "links to no bibliography entry" in problems
+
+
+@pytest.mark.browser
+def test_the_check_fails_on_tex_in_a_tabs_title_or_a_search_results_title(tmp_path):
+    _require_site()
+    site = _copy(tmp_path)
+    page = site / "notebooks" / "12_learned_priors.html"
+    text = page.read_text()
+    plain = "12 · Learned priors: when N(0, I) is the wrong guess"
+    assert f"<title>{plain} &#8212;" in text, "notebook 12's tab shows its title in plain text"
+    page.write_text(text.replace(f"<title>{plain}", r"<title>12 · Learned priors: when \(\mathcal N(0, I)\) is the wrong guess"))
+    index = site / "searchindex.js"
+    data = json.loads(index.read_text().removeprefix("Search.setIndex(")[:-1])
+    data["titles"] = [title.replace("N(0, I)", r"\mathcal N(0, I)") for title in data["titles"]]
+    index.write_text("Search.setIndex(" + json.dumps(data) + ")")
+    problems = _problems(site_check.check_site(site, pages=["notebooks/12_learned_priors.html"],
+                                               searches={"VampPrior": "notebooks/12_learned_priors.html"}))
+    assert "raw TeX in the page's title (the browser's tab)" in problems
+    assert "raw TeX in a search result's title: '12 · Learned priors: when \\\\mathcal N(0, I)" in problems, problems
 
 
 # ------------------------------------------------------------------ the course's own steps, no browser
@@ -322,12 +342,144 @@ def test_a_rebuild_executes_only_the_notebook_that_changed(tmp_path, monkeypatch
     assert executed == ["01_n.ipynb", "02_n.ipynb"]
 
 
-def test_a_broken_reference_fails_the_sphinx_build(tmp_path):
+def _notebook_of(path, *sources):
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(f"# {path.stem}")]
+                                            + [nbformat.v4.new_code_cell(src) for src in sources]), path)
+    return path
+
+
+#: A tiny notebook with what the course's notebooks show: printed lines, a tqdm bar, a slider explorer.
+EXPLORER_NOTEBOOK = [
+    "import ipywidgets as widgets\nimport matplotlib.pyplot as plt\nfrom tqdm.auto import tqdm\n\n"
+    "from vae_lib.widgets import slider_explorer\nprint('set up')",
+    "for step in tqdm(range(3), desc='training'):\n    print('step', step)",
+    "def draw(slope):\n    fig, ax = plt.subplots(figsize=(2, 2))\n    ax.plot([0, 1], [0, slope])\n\n"
+    "explorer = slider_explorer(draw, {'slope': widgets.FloatSlider(value=0.5, min=0, max=1, description='slope')},\n"
+    "                           title='A line')\nexplorer",
+    "print('after the explorer')",
+]
+
+
+def _page(nb) -> list[list[tuple]]:
+    """What a notebook's page shows, cell by cell: its frozen outputs, streams merged (as the site merges them)."""
+    page = []
+    for cell in course_site.freeze_widgets(nb).cells:
+        if cell.cell_type != "code":
+            continue
+        shown = []
+        for output in cell.outputs:
+            data = output.get("data", {})
+            if output["output_type"] == "stream" and shown and shown[-1][:2] == ("stream", output["name"]):
+                shown[-1] = ("stream", output["name"], shown[-1][2] + output["text"])
+            elif output["output_type"] == "stream":
+                shown.append(("stream", output["name"], output["text"]))
+            else:
+                shown.append((output["output_type"], tuple(sorted(data)), data.get("text/html", "")))
+        page.append(shown)
+    return page
+
+
+def test_make_test_stores_the_notebooks_it_ran_as_make_site_would_and_never_a_failed_one(tmp_path, monkeypatch):
+    """The nbval capture (vae_lib.site_capture) stores each notebook whose cells all passed under the key make
+    site checks, so make site executes nothing after it; the stored notebook makes the page an nbclient run
+    makes (the explorer frozen with its note above its picture, the progress bar gone); a notebook with a
+    failed cell is not stored, and neither is its passing start."""
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("VAE_DATASET", "fashion-mnist")
+    explorer = _notebook_of(tmp_path / "01_explorer.ipynb", *EXPLORER_NOTEBOOK)
+    failing = _notebook_of(tmp_path / "02_failing.ipynb", "print('first')", "1 / 0", "print('third')")
+    plain = _notebook_of(tmp_path / "03_plain.ipynb", "x = 41", "", "print(x + 1)")
+    cache = tmp_path / "cache"
+    run = subprocess.run([sys.executable, "-m", "pytest", explorer.name, failing.name, plain.name, "--nbval-lax",
+                          "--nbval-current-env", "-p", "no:cacheprovider", "-p", "vae_lib.site_capture",
+                          "--site-cache", str(cache), "-q"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1 and "1 failed, 9 passed" in run.stdout, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "2 executed notebook(s) stored for make site" in run.stdout
+    assert sorted(p.name for p in (cache / "fashion-mnist").iterdir()) == ["01_explorer.ipynb", "03_plain.ipynb"], \
+        "a notebook with a failed cell is never stored"
+
+    done, executed = course_site.execute_cached([explorer, plain], cache, log=lambda line: None)
+    assert executed == [], "make site finds what make test stored under the key it checks"
+    assert [c.execution_count for c in done["03_plain.ipynb"].cells[1:]] == [1, None, 2]
+    assert done["03_plain.ipynb"].cells[3].outputs[0]["text"] == "42\n"
+
+    captured = _page(done["01_explorer.ipynb"])
+    setup, progress, frozen, after = captured
+    assert setup == [("stream", "stdout", "set up\n")]
+    assert progress == [("stream", "stdout", "step 0\nstep 1\nstep 2\n")], "the progress bar is left out"
+    assert [o[0] for o in frozen] == ["display_data", "display_data"], frozen
+    assert "Interactive in JupyterLab" in frozen[0][2] and "slope = 0.50" in frozen[0][2], \
+        "the note, with the slider's first value, is above the explorer's picture"
+    assert "image/png" in frozen[1][1]
+    assert after == [("stream", "stdout", "after the explorer\n")]
+    nbclient_run = course_site.execute_many([explorer], timeout=120, log=lambda line: None)
+    assert _page(nbclient_run[explorer.name][0]) == captured, "the captured page is the one make site would make"
+
+
+def test_a_notebook_is_stored_only_when_every_cell_passed_whole():
+    from vae_lib.site_capture import NotebookCapture
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(1)"), nbformat.v4.new_markdown_cell("m"),
+                                         nbformat.v4.new_code_cell("print(2)")])
+
+    def messages(msg_id, text, idle=True):
+        out = [{"msg_type": "stream", "parent_header": {"msg_id": msg_id}, "header": {"msg_type": "stream"},
+                "content": {"name": "stdout", "text": text}},
+               {"msg_type": "stream", "parent_header": {"msg_id": "another cell"}, "header": {"msg_type": "stream"},
+                "content": {"name": "stdout", "text": "late output of another cell\n"}}]
+        return out + ([{"msg_type": "status", "parent_header": {"msg_id": msg_id}, "header": {"msg_type": "status"},
+                        "content": {"execution_state": "idle"}}] if idle else [])
+
+    capture = NotebookCapture(nb, "lib")
+    assert capture.replay(0, "a", messages("a", "1\n"))
+    assert not capture.complete()
+    with pytest.raises(ValueError, match=r"cells \[1\] have not passed"):
+        capture.notebook()                           # a deselected or failed last cell: nothing to store
+    assert not capture.replay(1, "b", messages("b", "2\n", idle=False)), "outputs without the cell's end are partial"
+    assert not capture.replay(1, None, messages("b", "2\n")), "no request seen, no outputs"
+    assert capture.replay(1, "b", messages("b", "2\n")) and capture.complete()
+    stored = capture.notebook()
+    assert [c.outputs[0]["text"] for c in stored.cells if c.cell_type == "code"] == ["1\n", "2\n"]
+    assert nb.cells[0].outputs == [], "the notebook nbval read is left as it was"
+
+
+def test_the_rehearsal_keeps_the_pages_of_fashion_mnist(tmp_path, monkeypatch):
+    """make rehearsal runs the notebooks on mnist-5k after make test: its entries must not replace the
+    Fashion-MNIST ones that make site reads."""
+    path = _code_notebook(tmp_path / "01_n.ipynb", "print(1)")
+    cache = tmp_path / "cache"
+    for dataset in ("fashion-mnist", "mnist-5k"):
+        monkeypatch.setenv("VAE_DATASET", dataset)
+        executed = nbformat.read(path, as_version=4)
+        executed.cells[1].outputs = [nbformat.v4.new_output("stream", name="stdout", text=f"{dataset}\n")]
+        course_site.store_executed(executed, path.name, course_site.cache_key(executed), cache)
+    monkeypatch.setenv("VAE_DATASET", "fashion-mnist")
+    done, executed = course_site.execute_cached([path], cache, log=lambda line: None)
+    assert executed == [] and done[path.name].cells[1].outputs[0]["text"] == "fashion-mnist\n"
+    assert course_site.cache_path(path.name, cache, "mnist-5k").is_file()
+    assert not list(cache.rglob("*.partial")), "a stored notebook is written whole, then renamed"
+
+
+def test_tex_reads_as_plain_text_where_mathjax_does_not_reach():
+    plain = course_site.plain_tex
+    assert plain(r"\mathcal N(0, I)") == "N(0, I)"
+    assert plain(r"q_\phi(z\mid x)") == "qφ(z | x)"
+    assert plain(r"\text{KL}(q \,\|\, p) \ge 0") == "KL(q ‖ p) ≥ 0"
+    assert plain(r"\tfrac{1}{2}\log \sigma^2") == "1/2 log σ²"
+    assert plain(r"1/\sqrt N") == "1/√N" and plain(r"\text{IWAE}_k") == "IWAEk"
+    assert plain("no math, 3 words") == "no math, 3 words" and plain("") == ""
+    assert not re.search(r"[\\$]", plain(r"$\unknowncommand{x}$ and \( y \)")), "no TeX is left, known or not"
+
+
+def test_a_broken_reference_fails_the_sphinx_build_and_a_title_with_math_is_plain_in_the_tab(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
     shutil.copy(course_site.BIBLIOGRAPHY, src / "references.bib")
     (src / "bibliography.md").write_text("# Bibliography\n\n```{bibliography}\n:all:\n```\n")
-    (src / "index.md").write_text("# Home\n\nSee {cite:p}`kingma2014auto` and {ref}`x`.\n\n"
+    (src / "index.md").write_text("# Home: when $\\mathcal N(0, I)$ is the wrong guess\n\n"
+                                  "See {cite:p}`kingma2014auto` and {ref}`x`.\n\n## The bound $\\text{IWAE}_k$\n\n"
                                   "```{toctree}\n:hidden:\n\nbibliography\n```\n")
     with pytest.raises(RuntimeError, match=r"undefined label: 'x'"):
         course_site.sphinx_build(src, tmp_path / "html", log=lambda line: None)
@@ -337,6 +489,13 @@ def test_a_broken_reference_fails_the_sphinx_build(tmp_path):
     assert "Kingma and Welling, 2014" in home, "the citation is rendered from docs/references.bib"
     assert (tmp_path / "html" / "_static" / "mathjax" / "tex-chtml.js").is_file(), "MathJax is served locally"
     assert (tmp_path / "html" / "searchindex.js").is_file()
+    assert "<title>Home: when N(0, I) is the wrong guess &#8212;" in home, "the browser's tab shows no TeX"
+    assert re.search(r'<h1>Home: when <span class="math[^"]*">\\\(\\mathcal N\(0, I\)\\\)</span>', home), \
+        "the heading keeps its math"
+    index = json.loads((tmp_path / "html" / "searchindex.js").read_text().removeprefix("Search.setIndex(")[:-1])
+    shown = list(index["titles"]) + list(index["alltitles"])
+    assert "Home: when N(0, I) is the wrong guess" in shown and "The bound IWAEk" in shown, shown
+    assert not [title for title in shown if "\\" in title or "$" in title], "nor do the search results"
 
 
 def test_outside_links_are_allowed_only_to_the_bibliography():

@@ -177,14 +177,16 @@ def test_config_key_depends_on_every_field():
     for change in ({"channels": 16}, {"warmup_epochs": 3}, {"free_bits": 0.5}, {"labels_per_class": 5},
                    {"labels_per_class": 5, "label_seed": 1}, {"cycles": 4}, {"capacity": 20.0, "capacity_gamma": 1.0},
                    {"prior": "vamp", "prior_components": 50}, {"prior": "mog", "prior_components": 50},
-                   {"model": "hvae-top-down", "top_latent_dim": 4}):
+                   {"model": "hvae-top-down", "top_latent_dim": 4}, {"model": "vq", "codebook_size": 16},
+                   {"model": "vq", "codebook_size": 16, "codebook": "ema"}, {"held_out_class": 0},
+                   {"mutation_rate": 0.2}):
         assert TrainConfig(**{**CFG.to_dict(), **change}).key() != CFG.key()
     assert TrainConfig().to_dict() == {   # the seed's settings, on the course's default data set
         "dataset": "fashion-mnist", "model": "vae", "latent_dim": 2, "hidden_dim": 400, "epochs": 10, "batch_size": 128,
         "lr": 1e-3, "likelihood": "bernoulli", "beta": 1.0, "binarize": False, "seed": 0,
         "channels": 32, "warmup_epochs": 0, "free_bits": 0.0, "labels_per_class": 0, "label_seed": 0,
         "cycles": 0, "capacity": 0.0, "capacity_gamma": 0.0, "prior": "standard", "prior_components": 0, "prior_init": "random",
-        "top_latent_dim": 0}
+        "top_latent_dim": 0, "codebook_size": 0, "codebook": "", "held_out_class": -1, "mutation_rate": 0.0}
 
 
 def test_fields_added_later_keep_the_existing_checkpoint_names():
@@ -696,3 +698,23 @@ def test_fit_with_cycles_or_capacity_records_the_true_elbo_and_refuses_conflicti
         fit(VAE(latent_dim=2, hidden_dim=16), train, epochs=1, free_bits=0.1, capacity_gamma=1.0, progress=False)
     with pytest.raises(ValueError, match="cycles"):
         fit(VAE(latent_dim=2, hidden_dim=16), train, epochs=1, cycles=-1, progress=False)
+
+
+def test_held_out_class_and_mutation_rate_change_what_is_trained(monkeypatch):
+    """Notebook 16's nine-class model never sees the held-out class; its background model sees mutated images."""
+    import vae_lib.checkpoints as checkpoints
+
+    seen = []
+    monkeypatch.setattr(checkpoints, "fit", lambda model, train, *a, **k: seen.append(train) or History())
+    train = make_split(64)
+    train_or_load(TrainConfig(dataset="mnist", hidden_dim=16, epochs=1, held_out_class=1), train, progress=False, log=None)
+    assert len(seen[-1]) == int((train.labels == 0).sum()) and (seen[-1].labels == 0).all()
+    train_or_load(TrainConfig(dataset="mnist", hidden_dim=16, epochs=1, mutation_rate=0.5), train, progress=False, log=None)
+    changed = (seen[-1].images != train.images).float().mean().item()
+    assert 0.4 < changed < 0.6 and len(seen[-1]) == len(train)
+    with pytest.raises(ValueError, match="not a label"):
+        train_or_load(TrainConfig(dataset="mnist", hidden_dim=16, epochs=1, held_out_class=5), train, progress=False)
+    for bad in ({"held_out_class": -2}, {"mutation_rate": 1.5}):
+        with pytest.raises(ValueError):
+            TrainConfig(**bad)
+    assert TrainConfig(held_out_class=3, mutation_rate=0.2).filename().startswith("vae_fashion-mnist_z2_h400_e10_wo3_mu0.2_")

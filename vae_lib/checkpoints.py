@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from .data import Split
+from .data import Split, training_selection
 from .labels import label_budget, semi_supervised_split
 from .registry import build_model
 from .training import History, fit
@@ -43,7 +43,8 @@ CODE_MODULES = {"data": ("Split", "load_split"), "likelihoods": None, "losses": 
 KIND_MODULES = {"conv": ("models/conv",), "made": ("models/made",), "made-hidden": ("models/made",),
                 "cvae": ("models/conditional",), "m2": ("models/conditional",), "judge": ("downstream",),
                 "hvae-bottom-up": ("models/hierarchical",), "hvae-top-down": ("models/hierarchical",),
-                "hvae-paper": ("models/hvae_paper", "models/hierarchical")}
+                "hvae-paper": ("models/hvae_paper", "models/hierarchical"), "spatial": ("models/conv", "models/spatial"),
+                "vq": ("models/conv", "models/spatial", "models/vq"), "fsq": ("models/conv", "models/spatial", "models/vq")}
 #: The fields TrainConfig had when the first checkpoints were written. Fields added since enter a
 #: checkpoint's key only when they differ from their defaults, so existing names stay valid.
 _FIRST_FIELDS = ("dataset", "model", "latent_dim", "hidden_dim", "epochs", "batch_size", "lr", "likelihood",
@@ -93,8 +94,19 @@ def code_fingerprint(kind: str = "vae", extra: tuple[str, ...] = ()) -> str:
 
 def config_fingerprint(config: "TrainConfig") -> str:
     """:func:`code_fingerprint` of the code that makes ``config``'s model: with ``labels_per_class``,
-    also the code that picks the labelled images (``labels``)."""
-    return code_fingerprint(config.model, ("labels",) if config.labels_per_class else ())
+    also the code that picks the labelled images (``labels``); with ``held_out_class`` or ``mutation_rate``
+    (notebook 16), also :func:`vae_lib.data.training_selection` and :func:`vae_lib.data.mutate_pixels`."""
+    fingerprint = code_fingerprint(config.model, ("labels",) if config.labels_per_class else ())
+    if config.held_out_class >= 0 or config.mutation_rate:
+        # notebook 16's models also depend on which images were held out and how they were mutated
+        blob = (fingerprint + _code_without_docstrings(_data_source(), ("training_selection", "mutate_pixels"))).encode()
+        fingerprint = hashlib.sha256(blob).hexdigest()[:16]
+    return fingerprint
+
+
+def _data_source() -> str:
+    """The source of data.py, whose selection code (``training_selection``) notebook 16's fingerprints hash."""
+    return (Path(__file__).resolve().parent / "data.py").read_text(encoding="utf-8")
 
 
 class CheckpointError(RuntimeError):
@@ -131,6 +143,10 @@ class TrainConfig:
     prior_components: int = 0       # K, the components of a mixture prior (0 for the standard normal)
     prior_init: str = "random"      # a VampPrior's pseudo-inputs: "random" (N(0.05, 0.01^2)) or "data" (K images)
     top_latent_dim: int = 0         # a hierarchical VAE's second layer z_2 (notebook 13); 0: one layer
+    codebook_size: int = 0          # K, the codes of a VQ-VAE or FSQ model (notebook 14); 0 for the others
+    codebook: str = ""              # a VQ-VAE's remedies, e.g. "ema+kmeans+restart" ("": the plain codebook)
+    held_out_class: int = -1        # >= 0: train without that class's images (notebook 16); -1: every class
+    mutation_rate: float = 0.0      # > 0: train on images with that share of pixels mutated (vae_lib.data.mutate_pixels)
 
     def __post_init__(self):
         if self.prior_init not in ("random", "data") or (self.prior_init == "data" and self.prior != "vamp"):
@@ -139,6 +155,13 @@ class TrainConfig:
         if not isinstance(self.labels_per_class, int) or self.labels_per_class < 0:
             raise ValueError(f"labels_per_class must be 0 (the whole training split) or a positive number of "
                              f"images per class, not {self.labels_per_class!r}")
+        if isinstance(self.held_out_class, bool) or not isinstance(self.held_out_class, int) \
+                or self.held_out_class < -1:
+            raise ValueError(f"held_out_class must be -1 (train on every class) or a class label, not "
+                             f"{self.held_out_class!r}")
+        if isinstance(self.mutation_rate, bool) or not isinstance(self.mutation_rate, (int, float)) \
+                or not 0.0 <= self.mutation_rate < 1.0:
+            raise ValueError(f"mutation_rate must be a share of pixels in [0, 1), not {self.mutation_rate!r}")
 
     def to_dict(self) -> dict:
         """The configuration as a plain dict (stored in the checkpoint and compared on load)."""
@@ -157,18 +180,23 @@ class TrainConfig:
 
     def filename(self) -> str:
         """A readable file name that ends in the configuration's :meth:`key`."""
-        width = f"c{self.channels}" if self.model == "conv" else f"h{self.hidden_dim}"
+        width = f"c{self.channels}" if self.model in ("conv", "spatial", "vq", "fsq") else f"h{self.hidden_dim}"
         labels = f"_l{self.labels_per_class}s{self.label_seed}" if self.labels_per_class else ""
         prior = f"_{self.prior}{self.prior_components}{'d' if self.prior_init == 'data' else ''}" \
             if self.prior != "standard" else ""
         top = f"-{self.top_latent_dim}" if self.top_latent_dim else ""
-        return f"{self.model}_{self.dataset}_z{self.latent_dim}{top}_{width}_e{self.epochs}{labels}{prior}_{self.key()}.pt"
+        codes = f"_k{self.codebook_size}{'-' + self.codebook if self.codebook else ''}" if self.codebook_size else ""
+        held_out = f"_wo{self.held_out_class}" if self.held_out_class >= 0 else ""
+        mutated = f"_mu{self.mutation_rate:g}" if self.mutation_rate else ""
+        return (f"{self.model}_{self.dataset}_z{self.latent_dim}{top}_{width}_e{self.epochs}{labels}{prior}{codes}"
+                f"{held_out}{mutated}_{self.key()}.pt")
 
     def build(self) -> nn.Module:
         """A fresh, untrained model of this configuration (:func:`vae_lib.registry.build_model`)."""
         return build_model(self.model, self.latent_dim, self.hidden_dim, likelihood=self.likelihood,
                            channels=self.channels, prior=self.prior, prior_components=self.prior_components,
-                           top_latent_dim=self.top_latent_dim)
+                           top_latent_dim=self.top_latent_dim, codebook_size=self.codebook_size,
+                           codebook=self.codebook)
 
 
 def checkpoint_path(config: TrainConfig, folder: str | Path | None = None) -> Path:
@@ -274,6 +302,7 @@ def train_or_load(
         budget = label_budget(train, config.labels_per_class, config.label_seed)
         # a semi-supervised model learns from every image, the others from the budget's labelled ones only
         train = semi_supervised_split(budget) if config.model == "m2" else budget.labelled
+    train = training_selection(train, config.held_out_class, config.mutation_rate, config.seed)
     path = checkpoint_path(config, folder)
     device = train.device
     if path.exists() and not retrain:
@@ -312,4 +341,59 @@ def train_or_load(
         return model, history
     if log:
         log(f"Trained {config.model} for {config.epochs} epochs; saved to {path}")
+    return model, history
+
+
+def train_or_load_stage(path: str | Path, meta: dict, load_model, new_model, train, what: str,
+                        device: torch.device | str = "cpu", log=print) -> tuple[nn.Module, History]:
+    """A second-stage model (a prior over a trained autoencoder's codes, a diffusion model over a VAE's
+    latents): loaded from ``path``, or trained and saved there.
+
+    ``meta``: what makes the model (both stages' configurations and the code's fingerprint), stored in the
+    checkpoint and compared on load. ``load_model()`` builds an untrained model for the stored weights;
+    ``new_model()`` builds the model to train (seeding first, as ``train_or_load`` does); ``train(model)``
+    trains it (with ``fit``) and returns its :class:`~vae_lib.training.History`. The file is read with
+    ``weights_only=True``; one that is unreadable, made for something else or with weights that do not fit
+    is reported through ``log`` and retrained. A run stopped early is returned unsaved; a failed save
+    (a full disk) is reported and the trained model returned. ``what`` names the model in the messages.
+    Notebook 14 (notebook 15 uses it too).
+    """
+    path = Path(path)
+    if path.is_file():
+        try:
+            try:
+                payload = torch.load(path, map_location=device, weights_only=True)
+            except Exception as err:  # noqa: BLE001 - a truncated or foreign file fails in many ways
+                raise CheckpointError(f"unreadable ({type(err).__name__}: {err})") from err
+            if not isinstance(payload, dict) or {k: payload.get(k) for k in meta} != meta:
+                raise CheckpointError("made for another configuration, or by other code")
+            model = load_model().to(device)
+            try:
+                model.load_state_dict(payload["state_dict"])
+                history = History.from_dict(payload["history"])
+            except (RuntimeError, ValueError, KeyError, TypeError) as err:
+                raise CheckpointError(f"weights that do not fit: {err}") from err
+            if log:
+                log(f"Loaded the {what} from {path}")
+            return model.eval(), history
+        except CheckpointError as err:
+            if log:
+                log(f"Cannot use {path} ({err}); training the {what} again")
+    model = new_model().to(device)
+    history = train(model)
+    model.eval()
+    if history.interrupted:
+        if log:
+            log(f"Not saved: the {what}'s training stopped after {len(history)} epochs")
+        return model, history
+    payload = {**meta, "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+               "history": history.to_dict()}
+    try:
+        atomic_save(payload, path)
+    except (OSError, RuntimeError) as err:   # a read-only folder, a full disk: the trained model is still returned
+        if log:
+            log(f"Could not save the {what} to {path} ({err}); it is used unsaved")
+    else:
+        if log:
+            log(f"Trained the {what} for {len(history)} epochs; saved to {path}")
     return model, history

